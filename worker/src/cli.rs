@@ -1,0 +1,377 @@
+//! The standalone command line (`freezer-worker backup|restore|list`): option names follow
+//! OpenStack Freezer's agent (DESIGN.md §6) so its users' scripts carry over.
+
+use crate::codec::Codec;
+use crate::crypto;
+use crate::engine::backup::{self, BackupOptions};
+use crate::engine::restore::{self, RestoreOptions};
+use crate::engine::walk::Dereference;
+use crate::error::{Error, Result};
+use crate::levels::LevelPolicy;
+use crate::list;
+use crate::progress::human_bytes;
+use crate::timestamp::Timestamp;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// `freezer-worker`: back up, restore and list backups.
+#[derive(Debug, Parser)]
+#[command(
+    name = "freezer-worker",
+    version,
+    about = "Freezer backup worker (standalone commands)"
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The standalone commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a directory or file.
+    Backup(BackupArgs),
+    /// Restore a backup into a directory.
+    Restore(RestoreArgs),
+    /// List the backups in a container.
+    List(ListArgs),
+}
+
+/// Storage backends accepted by `--storage` (more arrive with the storage issue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// A local directory (also NFS/GlusterFS mounts).
+    Local,
+}
+
+/// Options naming the backup, shared by the commands.
+#[derive(Debug, Args)]
+pub struct Location {
+    /// Container: the directory holding the backups.
+    #[arg(long, short = 'C', env = "FREEZER_CONTAINER")]
+    pub container: PathBuf,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "local")]
+    pub storage: StorageKind,
+    /// Host part of the storage key (default: this machine's host name).
+    #[arg(long, env = "FREEZER_HOSTNAME")]
+    pub hostname: Option<String>,
+}
+
+/// `backup` options.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Directory or file to back up.
+    #[arg(long, short = 'F')]
+    pub path_to_backup: PathBuf,
+    /// Name of the backup (with the host name, the storage key).
+    #[arg(long, short = 'N')]
+    pub backup_name: String,
+    #[command(flatten)]
+    pub location: Location,
+    /// Compression codec.
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: Codec,
+    /// Compression level (zstd 1-22, gzip/bzip2 1-9, xz 0-9).
+    #[arg(long)]
+    pub compression_level: Option<i32>,
+    /// Encrypt with the passphrase on this file's first line.
+    #[arg(long, env = "FREEZER_ENCRYPT_PASS_FILE")]
+    pub encrypt_pass_file: Option<PathBuf>,
+    /// Incremental levels 0..N, then a new chain (default 6).
+    #[arg(long, conflicts_with_all = ["always_level", "no_incremental"])]
+    pub max_level: Option<u32>,
+    /// After reaching level N, every backup is level N against level N-1 (1 = differential).
+    #[arg(long, conflicts_with = "no_incremental")]
+    pub always_level: Option<u32>,
+    /// Start a new chain when the chain's level 0 is older than DAYS.
+    #[arg(long, value_name = "DAYS")]
+    pub restart_always_level: Option<f64>,
+    /// Every backup is a full backup.
+    #[arg(long)]
+    pub no_incremental: bool,
+    /// Largest stored segment, in bytes (suffixes K, M, G).
+    #[arg(long, short = 'M', default_value = "4M", value_parser = parse_size)]
+    pub max_segment_size: u64,
+    /// Exclude entries matching this glob (a name, or a path relative to --path-to-backup).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Follow symlinks (soft), split hard links (hard), or both (all).
+    #[arg(long, value_enum, default_value = "none")]
+    pub dereference_symlink: Dereference,
+    /// Do everything but store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `restore` options.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Name of the backup.
+    #[arg(long, short = 'N')]
+    pub backup_name: String,
+    #[command(flatten)]
+    pub location: Location,
+    /// Directory to restore into (created if missing).
+    #[arg(long)]
+    pub restore_abs_path: PathBuf,
+    /// Restore the newest backup at or before this UTC time (YYYY-MM-DDThh:mm:ss[Z]).
+    #[arg(long)]
+    pub restore_from_date: Option<String>,
+    /// Allow restoring into a non-empty directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Passphrase file for encrypted backups.
+    #[arg(long, env = "FREEZER_ENCRYPT_PASS_FILE")]
+    pub encrypt_pass_file: Option<PathBuf>,
+    /// Check keys and index and report what would be restored; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this backup name.
+    #[arg(long, short = 'N')]
+    pub backup_name: Option<String>,
+    #[command(flatten)]
+    pub location: Location,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `4M`, `512K`, `1G` or plain bytes.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("unknown size suffix in {s:?} (use K, M or G)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}"))
+}
+
+fn hostname(given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+fn check_name(what: &str, v: &str) -> Result<()> {
+    if v.is_empty() || v.contains('/') || v.contains('\0') || v == "." || v == ".." {
+        return Err(Error::usage(format!(
+            "{what} {v:?} must be non-empty and contain no '/'"
+        )));
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("report serializes")
+    );
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Backup(a) => run_backup(a),
+        Command::Restore(a) => run_restore(a),
+        Command::List(a) => run_list(a),
+    }
+}
+
+fn run_backup(a: BackupArgs) -> Result<i32> {
+    let host = hostname(a.location.hostname);
+    check_name("--hostname", &host)?;
+    check_name("--backup-name", &a.backup_name)?;
+    let level = a.compression_level.unwrap_or(a.compression.default_level());
+    a.compression.validate_level(level)?;
+    let pass = a
+        .encrypt_pass_file
+        .as_deref()
+        .map(crypto::read_pass_file)
+        .transpose()?;
+    if a.restart_always_level.is_some_and(|d| !(d > 0.0)) {
+        return Err(Error::usage(
+            "--restart-always-level must be a positive number of days",
+        ));
+    }
+    let opts = BackupOptions {
+        path_to_backup: a.path_to_backup,
+        container: a.location.container,
+        backup_name: a.backup_name,
+        hostname: host,
+        codec: a.compression,
+        level,
+        pass,
+        policy: LevelPolicy {
+            no_incremental: a.no_incremental,
+            max_level: a.max_level,
+            always_level: a.always_level,
+            restart_days: a.restart_always_level,
+        },
+        max_segment_size: usize::try_from(a.max_segment_size).unwrap_or(usize::MAX),
+        excludes: a.exclude,
+        dereference: a.dereference_symlink,
+        dry_run: a.dry_run,
+        progress: !a.json,
+    };
+    let r = backup::backup(&opts)?;
+    if a.json {
+        print_json(&r);
+    } else {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+        let ratio = if r.bytes_stored > 0 {
+            r.bytes_read as f64 / r.bytes_stored as f64
+        } else {
+            0.0
+        };
+        let speed = r.bytes_read as f64 / r.duration_seconds.max(1e-6);
+        println!(
+            "{}backup {} level {} ({:?}): {} files, {} stored now; read {}, stored {}, ratio {ratio:.2}, {}/s, {:.2} s",
+            if r.dry_run { "dry run: " } else { "" },
+            r.backup_id,
+            r.level,
+            r.kind,
+            r.files,
+            r.files_stored,
+            human_bytes(r.bytes_read),
+            human_bytes(r.bytes_stored),
+            human_bytes(speed as u64),
+            r.duration_seconds
+        );
+    }
+    if r.unreadable > 0 {
+        eprintln!(
+            "freezer-worker: {} file(s) could not be read completely; the backup was written without them",
+            r.unreadable
+        );
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+fn run_restore(a: RestoreArgs) -> Result<i32> {
+    let host = hostname(a.location.hostname);
+    let date = a
+        .restore_from_date
+        .as_deref()
+        .map(Timestamp::parse_user_date)
+        .transpose()?;
+    let pass = a
+        .encrypt_pass_file
+        .as_deref()
+        .map(crypto::read_pass_file)
+        .transpose()?;
+    let target = std::path::absolute(&a.restore_abs_path)
+        .map_err(|e| Error::io(a.restore_abs_path.display(), e))?;
+    let opts = RestoreOptions {
+        container: a.location.container,
+        backup_name: a.backup_name,
+        hostname: host,
+        target,
+        date,
+        overwrite: a.overwrite,
+        pass,
+        dry_run: a.dry_run,
+        progress: !a.json,
+    };
+    let r = restore::restore(&opts)?;
+    if a.json {
+        print_json(&r);
+    } else {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+        let speed = r.bytes_written as f64 / r.duration_seconds.max(1e-6);
+        println!(
+            "{}restore of {} (level {}, {} backup(s) read): {} entries, {} files, {}, {}/s, {:.2} s",
+            if r.dry_run { "dry run: " } else { "" },
+            r.backup_id,
+            r.level,
+            r.chain.len(),
+            r.entries,
+            r.files,
+            human_bytes(r.bytes_written),
+            human_bytes(speed as u64),
+            r.duration_seconds
+        );
+    }
+    Ok(0)
+}
+
+fn run_list(a: ListArgs) -> Result<i32> {
+    let (rows, damaged) = list::list(
+        &a.location.container,
+        a.backup_name.as_deref(),
+        a.location.hostname.as_deref(),
+    )?;
+    for d in &damaged {
+        eprintln!("warning: {d}");
+    }
+    if a.json {
+        print_json(&rows);
+    } else {
+        print!("{}", list::table(&rows));
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_suffixes() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("3X").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn level_options_conflict() {
+        let r = Cli::try_parse_from([
+            "freezer-worker",
+            "backup",
+            "-F",
+            "/x",
+            "-N",
+            "n",
+            "-C",
+            "/c",
+            "--max-level",
+            "2",
+            "--always-level",
+            "1",
+        ]);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The backup command: plan the level, walk and archive, store segments, then the index, then
+//! the manifest last. Anything that fails before the manifest leaves an invisible backup, whose
+//! objects are removed on the way out.
+
+use super::pipeline::{self, SegmentWriter};
+use super::producer::Producer;
+use super::reader;
+use super::walk::{self, Dereference, Excludes};
+use crate::catalog::{self, name_prefix};
+use crate::codec::Codec;
+use crate::crypto::{self, Keys};
+use crate::error::{Error, Result};
+use crate::index::{self, Entry};
+use crate::levels::{self, Existing, LevelPolicy};
+use crate::lock::NameLock;
+use crate::manifest::{
+    Compression, Encryption, IndexRef, Kind, Manifest, Source, Totals, FORMAT_VERSION,
+};
+use crate::progress::{Counters, Progress};
+use crate::storage::{LocalStorage, Storage};
+use crate::timestamp::Timestamp;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Everything a backup run needs (the CLI and, later, task specs fill it).
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Directory or file to back up.
+    pub path_to_backup: PathBuf,
+    /// Local container directory.
+    pub container: PathBuf,
+    /// Backup name.
+    pub backup_name: String,
+    /// Host part of the storage key.
+    pub hostname: String,
+    /// Compression codec.
+    pub codec: Codec,
+    /// Compression level.
+    pub level: i32,
+    /// Passphrase when encrypting.
+    pub pass: Option<Vec<u8>>,
+    /// Level options.
+    pub policy: LevelPolicy,
+    /// Upper bound of a stored segment.
+    pub max_segment_size: usize,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// `--dereference-symlink`.
+    pub dereference: Dereference,
+    /// Compute everything, store nothing.
+    pub dry_run: bool,
+    /// Show progress on a terminal.
+    pub progress: bool,
+}
+
+/// What a backup run did, printed as the summary or as `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    /// The new backup's id.
+    pub backup_id: String,
+    /// Its chain.
+    pub chain_id: String,
+    /// Its parent.
+    pub parent_id: Option<String>,
+    /// Its level.
+    pub level: u32,
+    /// Full, incremental or differential.
+    pub kind: Kind,
+    /// Its directory.
+    pub path: String,
+    /// Index entries.
+    pub entries: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Files whose content was stored in this backup.
+    pub files_stored: u64,
+    /// Bytes of content read.
+    pub bytes_read: u64,
+    /// Bytes stored.
+    pub bytes_stored: u64,
+    /// Files that could not be read.
+    pub unreadable: u64,
+    /// Wall time.
+    pub duration_seconds: f64,
+    /// Nothing was stored.
+    pub dry_run: bool,
+    /// Problems that did not stop the backup.
+    pub warnings: Vec<String>,
+}
+
+/// Smallest accepted `--max-segment-size`.
+pub const MIN_SEGMENT_SIZE: usize = 64 * 1024;
+
+/// Raw chunk size that keeps a compressed segment under `max_segment_size` even for data that
+/// does not compress.
+fn raw_chunk_size(codec: Codec, max_segment_size: usize) -> usize {
+    match codec {
+        Codec::None => max_segment_size,
+        _ => max_segment_size - max_segment_size / 64 - 4096,
+    }
+}
+
+/// Runs a backup.
+pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
+    let started = Instant::now();
+    let start_time = Timestamp::now();
+    if opts.max_segment_size < MIN_SEGMENT_SIZE {
+        return Err(Error::usage(format!(
+            "--max-segment-size must be at least {MIN_SEGMENT_SIZE}"
+        )));
+    }
+    let source = std::path::absolute(&opts.path_to_backup)
+        .map_err(|e| Error::io(opts.path_to_backup.display(), e))?;
+    let source_meta = std::fs::metadata(&source).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::not_found(format!(
+            "--path-to-backup {} does not exist",
+            source.display()
+        )),
+        _ => Error::io(source.display(), e),
+    })?;
+    let excludes = Excludes::new(&opts.excludes)?;
+    let prefix = name_prefix(&opts.hostname, &opts.backup_name);
+    if !opts.dry_run {
+        std::fs::create_dir_all(&opts.container)
+            .map_err(|e| Error::io(opts.container.display(), e))?;
+    }
+    let _lock = if opts.dry_run || !opts.container.is_dir() {
+        None
+    } else {
+        Some(NameLock::acquire(&opts.container, &prefix)?)
+    };
+    let storage = LocalStorage::new(&opts.container);
+    let (records, damaged) = if opts.container.is_dir() {
+        catalog::load_name(&storage, &opts.hostname, &opts.backup_name)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    for d in &damaged {
+        tracing::warn!("ignoring {}: {}", d.key, d.error);
+    }
+
+    let existing: Vec<Existing> = records
+        .iter()
+        .map(|r| Existing {
+            id: r.manifest.backup_id.clone(),
+            chain: r.manifest.chain_id.clone(),
+            level: r.manifest.level,
+            time: r.time,
+        })
+        .collect();
+    let plan = levels::plan(&opts.policy, &existing, start_time);
+    let parent = plan.parent.map(|i| &records[i]);
+    let backup_ts = Timestamp::now_after(records.last().map(|r| r.time));
+    let backup_id = backup_ts.to_string();
+    let chain_id = parent.map_or(backup_id.clone(), |p| p.manifest.chain_id.clone());
+    let dir = format!("{prefix}/{chain_id}/{}_{backup_id}", plan.level);
+
+    // The new backup's key derivation and the parent's (its index is encrypted) run in parallel.
+    let iterations = crypto::iterations_for_new_backup()?;
+    let salt = crypto::random_salt();
+    let (keys, parent_entries): (Option<Keys>, Vec<Entry>) = std::thread::scope(|s| {
+        let new_keys = opts
+            .pass
+            .as_ref()
+            .map(|p| s.spawn(move || Keys::derive(p, salt, iterations)));
+        let parent_entries = match parent {
+            Some(p) => {
+                if p.manifest.encryption.is_some() && opts.pass.is_none() {
+                    Err(Error::usage(format!(
+                        "the parent backup {} is encrypted: give --encrypt-pass-file, or --no-incremental",
+                        p.manifest.backup_id
+                    )))
+                } else {
+                    reader::open_keys(&storage, p, opts.pass.as_deref())
+                        .and_then(|k| reader::read_index(&storage, p, k.as_ref()))
+                }
+            }
+            None => Ok(Vec::new()),
+        };
+        let keys = new_keys.map(|h| h.join().expect("key derivation does not panic"));
+        parent_entries.map(|e| (keys, e))
+    })?;
+
+    let counters = Arc::new(Counters::default());
+    let _progress = Progress::start("backing up", counters.clone(), opts.progress);
+    let written = Mutex::new(Vec::new());
+    let result = (|| -> Result<BackupReport> {
+        let writer = SegmentWriter {
+            storage: &storage,
+            prefix: dir.clone(),
+            keys: keys.clone(),
+            dry_run: opts.dry_run,
+        };
+        let chunk = raw_chunk_size(opts.codec, opts.max_segment_size);
+        let out = pipeline::run(opts.codec, opts.level, chunk, writer, &written, |sink| {
+            let mut producer = Producer::new(
+                sink,
+                backup_id.clone(),
+                parent_entries,
+                opts.dereference,
+                &counters,
+            );
+            walk::walk(&source, opts.dereference, &excludes, &mut producer)?;
+            producer.finish()?;
+            Ok((producer.entries, producer.warnings, producer.unreadable))
+        })?;
+        let (entries, warnings, unreadable) = out.produced;
+
+        let mut index_bytes = index::encode(&backup_id, &entries)?;
+        if let Some(k) = &keys {
+            k.encrypt_index(&mut index_bytes);
+        }
+        let index_ref = IndexRef {
+            size: index_bytes.len() as u64,
+            tag: crypto::index_tag(keys.as_ref(), &index_bytes),
+        };
+        let files = entries
+            .iter()
+            .filter(|e| e.kind == index::EntryType::File)
+            .count() as u64;
+        let bytes_stored = out.segments.iter().map(|s| s.size).sum::<u64>() + index_ref.size;
+        let totals = Totals {
+            entries: entries.len() as u64,
+            files,
+            bytes_read: counters
+                .bytes_read
+                .load(std::sync::atomic::Ordering::Relaxed),
+            bytes_stored,
+            unreadable,
+        };
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            backup_id: backup_id.clone(),
+            parent_id: parent.map(|p| p.manifest.backup_id.clone()),
+            chain_id: chain_id.clone(),
+            hostname: opts.hostname.clone(),
+            backup_name: opts.backup_name.clone(),
+            level: plan.level,
+            kind: plan.kind,
+            engine: "tar".into(),
+            mode: "fs".into(),
+            started_at: start_time.rfc3339(),
+            finished_at: Timestamp::now().rfc3339(),
+            source: Source {
+                path: source.display().to_string(),
+                kind: super::producer::source_kind(&source_meta).into(),
+            },
+            compression: Compression {
+                codec: opts.codec,
+                level: opts.level,
+            },
+            encryption: keys.as_ref().map(|k| Encryption::new(iterations, k.salt())),
+            segments: out.segments,
+            index: index_ref,
+            totals: totals.clone(),
+            fencing_token: None,
+            tool_version: format!("freezer-worker {}", env!("CARGO_PKG_VERSION")),
+            manifest_tag: String::new(),
+        };
+        if crate::interrupted() {
+            return Err(Error::interrupted());
+        }
+        if !opts.dry_run {
+            let index_key = format!("{dir}/index");
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(index_key.clone());
+            storage.put(&index_key, &index_bytes)?;
+            // The commit point: from here on the backup exists.
+            storage.put(
+                &format!("{dir}/manifest.json"),
+                &manifest.to_json(keys.as_ref()),
+            )?;
+        }
+        Ok(BackupReport {
+            backup_id: backup_id.clone(),
+            chain_id: chain_id.clone(),
+            parent_id: manifest.parent_id.clone(),
+            level: plan.level,
+            kind: plan.kind,
+            path: storage.describe(&dir),
+            entries: totals.entries,
+            files,
+            files_stored: counters
+                .files_stored
+                .load(std::sync::atomic::Ordering::Relaxed),
+            bytes_read: totals.bytes_read,
+            bytes_stored,
+            unreadable,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            dry_run: opts.dry_run,
+            warnings,
+        })
+    })();
+    if result.is_err() {
+        // Debris of a failed run: remove what was written (prune also cleans what a kill leaves).
+        for key in written.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = storage.delete(key);
+        }
+    }
+    result
+}

@@ -1,0 +1,266 @@
+//! The backup pipeline: a producer fills raw chunks of the tar stream, a pool of threads compresses
+//! them (one per core), and a writer seals them in order (encryption, tags) and stores them as
+//! segments. Stages are joined by bounded channels, so memory stays at a few chunks.
+
+use crate::codec::Codec;
+use crate::crypto::{self, Keys, SegmentEncryptor};
+use crate::error::{Error, Result};
+use crate::manifest::Segment;
+use crate::storage::Storage;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::sync::Mutex;
+
+/// Error text used when a stage stops because another one failed first.
+const STOPPED: &str = "pipeline stopped";
+
+/// The producer's end of the pipeline: an `io::Write`-like buffer that ships full chunks.
+pub struct ChunkSink {
+    buf: Vec<u8>,
+    chunk: usize,
+    seq: u64,
+    tx: Sender<(u64, Vec<u8>)>,
+    pool: Receiver<Vec<u8>>,
+}
+
+impl ChunkSink {
+    fn take_buffer(&self) -> Vec<u8> {
+        self.pool
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.chunk))
+    }
+
+    fn ship(&mut self) -> Result<()> {
+        let next = self.take_buffer();
+        let full = std::mem::replace(&mut self.buf, next);
+        self.tx
+            .send((self.seq, full))
+            .map_err(|_| Error::failure(STOPPED))?;
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Appends bytes to the stream.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let n = (self.chunk - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == self.chunk {
+                self.ship()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `n` zero bytes.
+    pub fn zeros(&mut self, mut n: usize) -> Result<()> {
+        while n > 0 {
+            let k = (self.chunk - self.buf.len()).min(n);
+            self.buf.resize(self.buf.len() + k, 0);
+            n -= k;
+            if self.buf.len() == self.chunk {
+                self.ship()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `n` bytes of `file` straight into the stream; returns how many it read
+    /// (fewer at end of file) and the read error that stopped it early, if any.
+    pub fn read_from(&mut self, file: &mut File, n: u64) -> Result<(u64, Option<std::io::Error>)> {
+        let mut done = 0u64;
+        while done < n {
+            let start = self.buf.len();
+            let want = ((self.chunk - start) as u64).min(n - done) as usize;
+            self.buf.resize(start + want, 0);
+            let got = loop {
+                match file.read(&mut self.buf[start..]) {
+                    Ok(g) => break g,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(start);
+                        return Ok((done, Some(e)));
+                    }
+                }
+            };
+            self.buf.truncate(start + got);
+            done += got as u64;
+            if self.buf.len() == self.chunk {
+                self.ship()?;
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        Ok((done, None))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.ship()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where sealed segments go.
+pub struct SegmentWriter<'a> {
+    /// The storage.
+    pub storage: &'a dyn Storage,
+    /// Key prefix of the backup directory (segments go to `<prefix>/data/NNNNNNNN`).
+    pub prefix: String,
+    /// Keys when the backup is encrypted.
+    pub keys: Option<Keys>,
+    /// Compute everything but store nothing.
+    pub dry_run: bool,
+}
+
+/// What the pipeline produced.
+pub struct PipelineOutput<T> {
+    /// The producer's own result.
+    pub produced: T,
+    /// The segments, in order.
+    pub segments: Vec<Segment>,
+    /// Keys of the objects written (for cleanup when the backup fails later).
+    pub written: Vec<String>,
+}
+
+fn record(slot: &Mutex<Option<Error>>, e: Error) {
+    let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if s.is_none() {
+        *s = Some(e);
+    }
+}
+
+/// Runs `produce` against a sink and stores what it writes as compressed, sealed segments.
+/// On failure, returns the first real error and the keys already written (in the error path the
+/// caller deletes them).
+pub fn run<T: Send>(
+    codec: Codec,
+    level: i32,
+    chunk: usize,
+    writer: SegmentWriter<'_>,
+    written_on_error: &Mutex<Vec<String>>,
+    produce: impl FnOnce(&mut ChunkSink) -> Result<T> + Send,
+) -> Result<PipelineOutput<T>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let (job_tx, job_rx) = bounded::<(u64, Vec<u8>)>(1);
+    let (res_tx, res_rx) = bounded::<(u64, u64, Vec<u8>)>(workers);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(2);
+    let first_error = Mutex::new(None);
+
+    let out = std::thread::scope(|s| {
+        for _ in 0..workers {
+            let job_rx = job_rx.clone();
+            let res_tx = res_tx.clone();
+            let pool_tx = pool_tx.clone();
+            let first_error = &first_error;
+            s.spawn(move || {
+                for (seq, mut raw) in job_rx {
+                    match codec.compress(level, &raw) {
+                        Ok(c) => {
+                            if res_tx.send((seq, raw.len() as u64, c)).is_err() {
+                                return;
+                            }
+                            raw.clear();
+                            let _ = pool_tx.try_send(raw);
+                        }
+                        Err(e) => return record(first_error, e),
+                    }
+                }
+            });
+        }
+        drop((job_rx, res_tx, pool_tx));
+
+        let writer_handle = {
+            let first_error = &first_error;
+            s.spawn(move || -> Option<Vec<Segment>> {
+                match write_segments(writer, res_rx, written_on_error) {
+                    Ok(segs) => Some(segs),
+                    Err(e) => {
+                        record(first_error, e);
+                        None
+                    }
+                }
+            })
+        };
+
+        let mut sink = ChunkSink {
+            buf: Vec::with_capacity(chunk),
+            chunk,
+            seq: 0,
+            tx: job_tx,
+            pool: pool_rx,
+        };
+        let produced = produce(&mut sink).and_then(|p| sink.finish().map(|_| p));
+        if let Err(e) = &produced {
+            if e.message != STOPPED {
+                record(&first_error, Error::new(e.kind, e.message.clone()));
+            }
+        }
+        let segments = writer_handle.join().unwrap_or(None);
+        (produced, segments)
+    });
+
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let (produced, segments) = out;
+    let produced = produced?;
+    let segments = segments.ok_or_else(|| Error::failure("segment writer failed"))?;
+    let written = written_on_error
+        .lock()
+        .map(|w| w.clone())
+        .unwrap_or_default();
+    Ok(PipelineOutput {
+        produced,
+        segments,
+        written,
+    })
+}
+
+fn write_segments(
+    w: SegmentWriter<'_>,
+    results: Receiver<(u64, u64, Vec<u8>)>,
+    written: &Mutex<Vec<String>>,
+) -> Result<Vec<Segment>> {
+    let mut enc = w.keys.clone().map(SegmentEncryptor::new);
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut segments = Vec::new();
+    for (seq, raw_size, data) in results {
+        pending.insert(seq, (raw_size, data));
+        while let Some((raw_size, data)) = pending.remove(&next) {
+            let (stored, tag) = match enc.as_mut() {
+                Some(enc) => enc.seal(next, data),
+                None => {
+                    let tag = crypto::segment_tag(None, next, &[], &data);
+                    (data, tag)
+                }
+            };
+            if !w.dry_run {
+                let key = format!("{}/data/{next:08}", w.prefix);
+                written
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(key.clone());
+                w.storage.put(&key, &stored)?;
+            }
+            segments.push(Segment {
+                size: stored.len() as u64,
+                raw_size,
+                tag,
+            });
+            next += 1;
+        }
+    }
+    if !pending.is_empty() {
+        return Err(Error::failure(STOPPED));
+    }
+    Ok(segments)
+}

@@ -1,0 +1,196 @@
+//! Walks the source tree depth-first in name order, applying `--exclude` and
+//! `--dereference-symlink`, and hands each entry to a visitor. Unreadable directories are reported,
+//! not fatal.
+
+use crate::error::{Error, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// `--dereference-symlink`: what the walk follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dereference {
+    /// Store symlinks as symlinks and hard links as links (the default).
+    #[default]
+    None,
+    /// Follow symlinks: store what they point to.
+    Soft,
+    /// Store every hard-linked name as a separate file.
+    Hard,
+    /// Both.
+    All,
+}
+
+impl Dereference {
+    /// Whether symlinks are followed.
+    pub fn follows_symlinks(self) -> bool {
+        matches!(self, Dereference::Soft | Dereference::All)
+    }
+    /// Whether hard links are stored as separate files.
+    pub fn splits_hardlinks(self) -> bool {
+        matches!(self, Dereference::Hard | Dereference::All)
+    }
+}
+
+/// Compiled `--exclude` patterns: a pattern without `/` matches any name, one with `/` matches
+/// the path relative to `--path-to-backup`.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    /// Compiles the patterns; an invalid glob is a usage error.
+    pub fn new(patterns: &[String]) -> Result<Self> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for p in patterns {
+            let glob = Glob::new(p.trim_end_matches('/'))
+                .map_err(|e| Error::usage(format!("invalid --exclude pattern {p:?}: {e}")))?;
+            if p.trim_end_matches('/').contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::usage(e.to_string()));
+        Ok(Excludes {
+            names: build(names)?,
+            paths: build(paths)?,
+        })
+    }
+
+    /// Whether the entry at relative path `rel` is excluded.
+    pub fn excludes(&self, rel: &[u8]) -> bool {
+        let rel_path = Path::new(std::ffi::OsStr::from_bytes(rel));
+        let name = rel_path.file_name().map(Path::new).unwrap_or(rel_path);
+        self.names.is_match(name) || self.paths.is_match(rel_path)
+    }
+}
+
+/// One entry found by the walk.
+pub struct Found<'a> {
+    /// Path relative to the root (`.` for the root directory itself).
+    pub rel: &'a [u8],
+    /// Absolute path.
+    pub abs: &'a Path,
+    /// lstat (or stat, when following symlinks) of the entry.
+    pub meta: Metadata,
+}
+
+/// What the walk reports besides entries.
+pub trait Visitor {
+    /// Called for every entry, parents before children.
+    fn visit(&mut self, found: Found<'_>) -> Result<()>;
+    /// Called when an entry or directory could not be read; the walk goes on.
+    fn unreadable(&mut self, abs: &Path, err: std::io::Error);
+}
+
+fn stat(path: &Path, deref: Dereference) -> std::io::Result<Metadata> {
+    if deref.follows_symlinks() {
+        std::fs::metadata(path).or_else(|_| std::fs::symlink_metadata(path))
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+}
+
+/// Walks `root` (a directory or a single file).
+pub fn walk(
+    root: &Path,
+    deref: Dereference,
+    excludes: &Excludes,
+    v: &mut dyn Visitor,
+) -> Result<()> {
+    let meta = stat(root, deref).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::not_found(format!(
+                "--path-to-backup {} does not exist",
+                root.display()
+            ))
+        } else {
+            Error::io(root.display(), e)
+        }
+    })?;
+    if !meta.is_dir() {
+        let name = root
+            .file_name()
+            .ok_or_else(|| Error::usage(format!("{} has no file name", root.display())))?;
+        return v.visit(Found {
+            rel: name.as_bytes(),
+            abs: root,
+            meta,
+        });
+    }
+    v.visit(Found {
+        rel: b".",
+        abs: root,
+        meta,
+    })?;
+    let mut abs = root.to_path_buf();
+    walk_dir(&mut abs, &mut Vec::new(), deref, excludes, v)
+}
+
+fn walk_dir(
+    abs: &mut PathBuf,
+    rel: &mut Vec<u8>,
+    deref: Dereference,
+    excludes: &Excludes,
+    v: &mut dyn Visitor,
+) -> Result<()> {
+    let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(&*abs) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+        Err(e) => {
+            v.unreadable(abs, e);
+            return Ok(());
+        }
+    };
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let base = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name.as_bytes());
+        abs.push(&name);
+        let result = if excludes.excludes(rel) {
+            Ok(())
+        } else {
+            match stat(abs, deref) {
+                Ok(meta) => {
+                    let is_dir = meta.is_dir();
+                    v.visit(Found { rel, abs, meta })?;
+                    if is_dir {
+                        walk_dir(abs, rel, deref, excludes, v)
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => {
+                    v.unreadable(abs, e);
+                    Ok(())
+                }
+            }
+        };
+        abs.pop();
+        rel.truncate(base);
+        result?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_by_name_or_relative_path() {
+        let ex = Excludes::new(&["*.log".into(), "cache/tmp*".into()]).unwrap();
+        assert!(ex.excludes(b"a/b/x.log"));
+        assert!(ex.excludes(b"cache/tmp1"));
+        assert!(!ex.excludes(b"other/cache/tmp1"));
+        assert!(!ex.excludes(b"a/b/x.txt"));
+        assert!(Excludes::new(&["[".into()]).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! Freezer's worker: the backup engine (`engine`), its storage format (`manifest`, `index`,
+//! `crypto`, `codec`), storage backends (`storage`) and the standalone CLI's commands.
+
+pub mod catalog;
+pub mod cli;
+pub mod codec;
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod index;
+pub mod levels;
+pub mod list;
+pub mod lock;
+pub mod manifest;
+pub mod progress;
+pub mod storage;
+pub mod timestamp;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Marks the run as interrupted (SIGINT/SIGTERM); long loops check [`interrupted`] and stop.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the run was interrupted.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}

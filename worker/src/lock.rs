@@ -1,0 +1,36 @@
+//! The standalone writer lock: one backup at a time per `<host>_<name>` in a container, through an
+//! advisory `flock` on `<container>/<host>_<name>.lock` (the fleet uses Redis locks instead).
+
+use crate::error::{Error, ErrorKind, Result};
+use rustix::fs::{flock, FlockOperation};
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+/// Held while a backup writes; released when dropped.
+pub struct NameLock {
+    _file: File,
+}
+
+impl NameLock {
+    /// Takes the lock without waiting; exit code 11 when another writer holds it.
+    pub fn acquire(container: &Path, name_prefix: &str) -> Result<NameLock> {
+        let path = container.join(format!("{name_prefix}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(path.display(), e))?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(NameLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{name_prefix} is being backed up by another process (lock {})",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(Error::io(path.display(), e.into())),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Where backups live. The engine sees storage only through [`Storage`], a handful of blocking
+//! object operations on `/`-separated keys relative to the container; backends implement it.
+
+mod local;
+
+pub use local::LocalStorage;
+
+use crate::error::Result;
+
+/// One stored object as returned by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the container, `/`-separated.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A container of objects. Writes are atomic: a reader sees a whole object or none.
+pub trait Storage: Send + Sync {
+    /// Stores `data` under `key`, replacing any previous object, atomically.
+    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// Reads a whole object; a missing object is `ErrorKind::NotFound`.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset` of an object (fewer only at the object's end).
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Lists every object whose key starts with `prefix`, in key order.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Deletes an object; deleting a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    /// A human-readable location of `key`, for messages.
+    fn describe(&self, key: &str) -> String;
+}
