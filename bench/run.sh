@@ -26,8 +26,15 @@ RESULTS=$RUN/results.tsv
 SETS_TSV=$RUN/sets.tsv
 PASSFILE=$BENCH_DIR/passphrase
 
-# Every tool runs with its defaults: no KDF override for freezer-worker, no stray restic settings.
-unset FREEZER_KDF_ITERATIONS RESTIC_REPOSITORY RESTIC_REPOSITORY_FILE RESTIC_PASSWORD RESTIC_PASSWORD_COMMAND
+# Every tool runs with its defaults: no FREEZER_* settings (FREEZER_KDF_ITERATIONS, FREEZER_HOSTNAME, ...)
+# for freezer-worker, no stray restic settings.
+FREEZER_BIN=${FREEZER_BIN:-}
+for v in $(compgen -e); do
+    if [[ $v == FREEZER_* && $v != FREEZER_BIN ]]; then
+        unset "$v"
+    fi
+done
+unset RESTIC_REPOSITORY RESTIC_REPOSITORY_FILE RESTIC_PASSWORD RESTIC_PASSWORD_COMMAND
 export RESTIC_PASSWORD_FILE=$PASSFILE
 export RESTIC_CACHE_DIR=$RUN/restic-cache
 
@@ -84,7 +91,7 @@ check_tools() {
 
 setup_freezer() {
     local bin
-    if [[ -n ${FREEZER_BIN:-} ]]; then
+    if [[ -n $FREEZER_BIN ]]; then
         bin=$FREEZER_BIN
     else
         say "building freezer-worker: cargo build --release -p freezer-worker"
@@ -134,9 +141,11 @@ record() {
 }
 
 # warm PATH...: read every byte once so that each tool starts with a warm page cache. (GNU tar does not
-# read file contents when its archive is /dev/null, hence the pipe through cat.)
+# read file contents when its archive is /dev/null, hence the pipe through cat.) Then flush dirty pages
+# (`sync`) so that no tool pays for the write-back of the one measured before it.
 warm() {
     local p
+    sync
     for p in "$@"; do
         if [[ -d $p ]]; then
             tar -C "$p" -cf - . | cat >/dev/null

@@ -1354,3 +1354,158 @@ impl Drop for TmpfsMount {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Self-tests: the comparison catches every kind of difference the e2e tests rely on.
+// ---------------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_tree(from: &Path, to: &Path) {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("cp");
+        assert!(st.success());
+    }
+
+    #[test]
+    fn snapshot_of_identical_copy_matches_and_every_change_is_caught() {
+        let tmp = TestDir::new();
+        let a = tmp.path().join("a");
+        let info = make_tree(&a, &TreeOpts::full());
+        let b = tmp.path().join("b");
+        copy_tree(&a, &b);
+        let sa = snapshot(&a);
+        assert!(sa.len() > 50, "the tree has many entries");
+        assert!(sa.values().any(|e| e.link_group.is_some()));
+        assert!(sa.values().any(|e| e.kind == Kind::Fifo));
+        let d = diff_snapshots(&sa, &snapshot(&b), Compare::full());
+        assert!(d.is_empty(), "cp -a copy differs: {d:?}");
+
+        type Mutation = Box<dyn Fn(&Path)>;
+        let mutations: Vec<(&str, Mutation)> = vec![
+            (
+                "content differs",
+                Box::new(|b: &Path| {
+                    let p = b.join("f10k.bin");
+                    let md = fs::symlink_metadata(&p).unwrap();
+                    flip_byte(&p, 5000);
+                    set_mtime(&p, md.mtime(), md.mtime_nsec() as u32);
+                }),
+            ),
+            (
+                "mtime",
+                Box::new(|b: &Path| {
+                    let md = fs::symlink_metadata(b.join("sub/file.txt")).unwrap();
+                    set_mtime(
+                        &b.join("sub/file.txt"),
+                        md.mtime(),
+                        md.mtime_nsec() as u32 + 1,
+                    );
+                }),
+            ),
+            (
+                "mtime",
+                Box::new(|b: &Path| set_mtime(&b.join("rel-link"), 1_000_000_000, 5)),
+            ),
+            ("mtime", Box::new(|b: &Path| set_mtime(b, 1_000_000_000, 5))),
+            (
+                "mode",
+                Box::new(|b: &Path| chmod(&b.join("secret.txt"), 0o640)),
+            ),
+            (
+                "mode",
+                Box::new(|b: &Path| chmod(&b.join("setgid-dir"), 0o755)),
+            ),
+            (
+                "symlink target",
+                Box::new(|b: &Path| {
+                    fs::remove_file(b.join("rel-link")).unwrap();
+                    std::os::unix::fs::symlink("sub/other", b.join("rel-link")).unwrap();
+                }),
+            ),
+            (
+                "hard-link group",
+                Box::new(|b: &Path| {
+                    let p = b.join("hl-c.txt");
+                    let data = fs::read(&p).unwrap();
+                    fs::remove_file(&p).unwrap();
+                    fs::write(&p, data).unwrap();
+                }),
+            ),
+            (
+                "missing",
+                Box::new(|b: &Path| fs::remove_dir(b.join("empty-dir")).unwrap()),
+            ),
+            (
+                "unexpected",
+                Box::new(|b: &Path| fs::write(b.join("extra"), b"").unwrap()),
+            ),
+            (
+                "type",
+                Box::new(|b: &Path| {
+                    fs::remove_file(b.join("fifo")).unwrap();
+                    fs::write(b.join("fifo"), b"").unwrap();
+                }),
+            ),
+        ];
+        for (i, (what, mutate)) in mutations.iter().enumerate() {
+            let c = tmp.path().join(format!("c{i}"));
+            copy_tree(&a, &c);
+            mutate(&c);
+            let d = diff_snapshots(&sa, &snapshot(&c), Compare::full());
+            assert!(
+                d.iter().any(|l| l.contains(what)),
+                "mutation {i} ({what}) not caught: {d:?}"
+            );
+        }
+        if info.xattrs {
+            let c = tmp.path().join("cx");
+            copy_tree(&a, &c);
+            xattr::set(c.join("sub"), "user.on-a-dir", b"changed").unwrap();
+            let d = diff_snapshots(&sa, &snapshot(&c), Compare::full());
+            assert!(
+                d.iter().any(|l| l.contains("xattrs")),
+                "xattr change not caught: {d:?}"
+            );
+        }
+        if info.owners {
+            let c = tmp.path().join("co");
+            copy_tree(&a, &c);
+            std::os::unix::fs::chown(c.join("owned.txt"), Some(1), Some(1)).unwrap();
+            let d = diff_snapshots(&sa, &snapshot(&c), Compare::full());
+            assert!(
+                d.iter().any(|l| l.contains("owner")),
+                "owner change not caught: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        let (s, us) = parse_backup_id("20261125T135256.123456Z");
+        assert_eq!(us, 123_456);
+        assert_eq!(format_date(s), "2026-11-25T13:52:56");
+        assert_eq!(
+            restore_date_for("20261231T235959.999999Z"),
+            "2027-01-01T00:00:00"
+        );
+        assert_eq!(format_date(0), "1970-01-01T00:00:00");
+        assert_eq!(parse_backup_id("20000229T000000.000000Z").0, 951_782_400);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":"é"}],"c":null}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":null,"d":[{"y":"é","z":1}]},"b":1}"#
+        );
+    }
+}

@@ -80,6 +80,18 @@ fn change(src: &Path, step: usize) {
             fs::remove_dir_all(src.join("newdir")).unwrap();
             fs::write(src.join("newdir"), b"now a file\n").unwrap();
         }
+        6 => {
+            // A name deleted earlier comes back with other content.
+            fs::write(src.join("b.txt"), b"bravo is back, different\n").unwrap();
+        }
+        7 => {
+            // A new hard link to an existing file.
+            fs::hard_link(src.join("a.txt"), src.join("a-hardlink.txt")).unwrap();
+        }
+        8 => {
+            // The original name goes; the other name keeps the content.
+            fs::remove_file(src.join("a.txt")).unwrap();
+        }
         n => fs::write(src.join("counter.txt"), format!("step {n}\n")).unwrap(),
     }
 }
@@ -321,6 +333,7 @@ fn default_is_max_level_6_then_a_new_chain() {
     expected.push((1, "incremental", Some(7), 7));
     check_list(&fx, &summaries, &expected);
     // Restore through all seven levels of the first chain.
+    // (Step 6 brought b.txt back; steps 7 and 8 moved a.txt's content to a new hard link.)
     let target = fx.path("restore-level-6");
     let date = restore_date_for(summaries[6]["backup_id"].as_str().unwrap());
     fx.restore(&target, &["--restore-from-date", date.as_str()]);
@@ -354,4 +367,69 @@ fn restore_of_unknown_backup_name_is_not_found() {
     let target = fx.path("restore");
     other.try_restore(&target, &[] as &[&str]).assert_code(10);
     assert!(absent_or_empty(&target));
+}
+
+#[test]
+fn hard_links_and_reappearing_names_across_incrementals() {
+    let fx = Fixture::new("hardlinks-inc");
+    initial(&fx.src);
+    let mut snaps = Vec::new();
+    let mut summaries = Vec::new();
+    // Full, then steps 6, 7, 8 as incrementals (b.txt is still there: step 2 did not run).
+    for (k, step) in [0, 7, 8, 6].into_iter().enumerate() {
+        if step > 0 {
+            change(&fx.src, step);
+        }
+        snaps.push(snapshot(&fx.src));
+        let s = fx.backup(&[] as &[&str]);
+        assert_eq!(s["level"], k as u64, "{s}");
+        if k < 3 {
+            wait_for_next_backup(s["backup_id"].as_str().unwrap());
+        }
+        summaries.push(s);
+    }
+    restore_every_point(&fx, &summaries, &snaps);
+    use std::os::unix::fs::MetadataExt;
+    let t = fx.path("restore-1");
+    assert_eq!(
+        fs::metadata(t.join("a.txt")).unwrap().ino(),
+        fs::metadata(t.join("a-hardlink.txt")).unwrap().ino(),
+        "a hard link added in an incremental is a hard link after restore"
+    );
+}
+
+/// Metadata-only changes (xattr, mode of a directory, owner, mtime of a symlink or directory) of the
+/// rich tree are carried by an incremental.
+#[test]
+fn metadata_only_changes_are_restored_from_incrementals() {
+    let fx = Fixture::new("meta-inc");
+    let info = make_tree(&fx.src, &TreeOpts::full());
+    fx.backup(&[] as &[&str]);
+    if info.xattrs {
+        xattr::set(fx.src.join("one.txt"), "user.comment", b"changed xattr").unwrap();
+        xattr::remove(fx.src.join("f10k.bin"), "user.empty").unwrap();
+    }
+    if info.owners {
+        std::os::unix::fs::chown(fx.src.join("owned.txt"), Some(4242), Some(4343)).unwrap();
+    }
+    chmod(&fx.src.join("sticky-dir"), 0o1770);
+    set_mtime(&fx.src.join("dangling-link"), 1_234_567_890, 123);
+    set_mtime(&fx.src.join("empty-dir"), 1_234_567_891, 456);
+    set_mtime(&fx.src.join("text.txt"), 1_234_567_892, 789);
+    // Same name, same size, same mtime, new inode (a save by rename).
+    let p = fx.src.join("f512.bin");
+    let md = fs::metadata(&p).unwrap();
+    let tmp = fx.src.join("f512.bin.tmp");
+    let mut data = fs::read(&p).unwrap();
+    data[0] ^= 0xff;
+    fs::write(&tmp, &data).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    set_mtime(&tmp, md.mtime(), md.mtime_nsec() as u32);
+    fs::rename(&tmp, &p).unwrap();
+    let before = snapshot(&fx.src);
+    let s = fx.backup(&[] as &[&str]);
+    assert_eq!(s["level"], 1, "{s}");
+    let target = fx.path("restored");
+    fx.restore(&target, &[] as &[&str]);
+    assert_tree(&before, &target, Compare::full());
 }

@@ -190,10 +190,14 @@ fn roundtrip_sparse_3gib_file() {
     assert_eq!(&buf[..4096], &random_bytes(3, 4096)[..]);
     restored.read_exact_at(&mut buf[..4096], 2 << 30).unwrap();
     assert!(buf[..4096].iter().all(|&b| b == 0), "a hole reads as zeros");
+    let allocated = md.blocks() * 512;
     eprintln!(
-        "note: restored sparse.img allocates {} MiB on disk (source: {} MiB)",
-        md.blocks() * 512 >> 20,
-        fs::metadata(fx.src.join("sparse.img")).unwrap().blocks() * 512 >> 20
+        "note: restored sparse.img allocates {} KiB on disk",
+        allocated >> 10
+    );
+    assert!(
+        allocated < 64 << 20,
+        "the restored 3 GiB sparse file is not sparse: {allocated} bytes allocated"
     );
 }
 
@@ -286,4 +290,71 @@ fn restore_into_existing_empty_directory() {
     fs::create_dir(&target).unwrap();
     fx.restore(&target, &[] as &[&str]);
     assert_tree(&before, &target, Compare::full());
+}
+
+#[test]
+fn dereference_symlink_soft_stores_what_links_point_to() {
+    let fx = Fixture::new("deref-soft");
+    fs::create_dir(fx.src.join("sub")).unwrap();
+    fs::write(fx.src.join("sub/x.txt"), b"x\n").unwrap();
+    fs::write(fx.src.join("file.txt"), b"the target\n").unwrap();
+    std::os::unix::fs::symlink("file.txt", fx.src.join("link")).unwrap();
+    std::os::unix::fs::symlink("sub", fx.src.join("dirlink")).unwrap();
+    fx.backup(&["--dereference-symlink", "soft"]);
+    let target = fx.path("restored");
+    fx.restore(&target, &[] as &[&str]);
+    let md = fs::symlink_metadata(target.join("link")).unwrap();
+    assert!(
+        md.is_file(),
+        "with soft dereference a symlink to a file is stored as the file"
+    );
+    assert_eq!(fs::read(target.join("link")).unwrap(), b"the target\n");
+    assert!(
+        fs::symlink_metadata(target.join("dirlink"))
+            .unwrap()
+            .is_dir(),
+        "a symlink to a directory is stored as the directory"
+    );
+    assert_eq!(fs::read(target.join("dirlink/x.txt")).unwrap(), b"x\n");
+    assert_eq!(fs::read(target.join("file.txt")).unwrap(), b"the target\n");
+}
+
+#[test]
+fn dereference_symlink_soft_survives_a_symlink_loop() {
+    let fx = Fixture::new("deref-loop");
+    fs::create_dir(fx.src.join("sub")).unwrap();
+    fs::write(fx.src.join("sub/x.txt"), b"x\n").unwrap();
+    std::os::unix::fs::symlink("..", fx.src.join("sub/loop")).unwrap();
+    let out = run_command(
+        worker().args(fx.backup_args(&fx.src, &["--dereference-symlink", "soft"])),
+        std::time::Duration::from_secs(120),
+    );
+    out.assert_no_panic();
+    assert!(
+        matches!(out.code(), 0 | 3),
+        "a symlink loop is skipped or reported, the backup is written:\n{out}"
+    );
+    let target = fx.path("restored");
+    fx.restore(&target, &[] as &[&str]);
+    assert_eq!(fs::read(target.join("sub/x.txt")).unwrap(), b"x\n");
+}
+
+#[test]
+fn dereference_symlink_hard_splits_hard_links() {
+    let fx = Fixture::new("deref-hard");
+    fs::write(fx.src.join("a.txt"), b"shared\n").unwrap();
+    fs::hard_link(fx.src.join("a.txt"), fx.src.join("b.txt")).unwrap();
+    std::os::unix::fs::symlink("a.txt", fx.src.join("link")).unwrap();
+    fx.backup(&["--dereference-symlink", "hard"]);
+    let target = fx.path("restored");
+    fx.restore(&target, &[] as &[&str]);
+    let a = fs::metadata(target.join("a.txt")).unwrap();
+    let b = fs::metadata(target.join("b.txt")).unwrap();
+    assert_ne!(a.ino(), b.ino(), "hard links stored as separate files");
+    assert_eq!(fs::read(target.join("b.txt")).unwrap(), b"shared\n");
+    assert_eq!(
+        fs::read_link(target.join("link")).unwrap(),
+        std::path::Path::new("a.txt"),
+        "symlinks are kept with hard"
+    );
 }

@@ -127,6 +127,37 @@ impl Codec {
     }
 }
 
+/// A per-thread compressor: keeps zstd's context between chunks instead of allocating one each time.
+pub struct ChunkCompressor {
+    codec: Codec,
+    level: i32,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl ChunkCompressor {
+    /// A compressor for `codec` at `level`.
+    pub fn new(codec: Codec, level: i32) -> Result<Self> {
+        let zstd = match codec {
+            Codec::Zstd => Some(
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| Error::failure(format!("zstd compressor: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(ChunkCompressor { codec, level, zstd })
+    }
+
+    /// Compresses one chunk into a self-contained frame/member/stream.
+    pub fn compress(&mut self, raw: &[u8]) -> Result<Vec<u8>> {
+        match &mut self.zstd {
+            Some(z) => z
+                .compress(raw)
+                .map_err(|e| Error::failure(format!("zstd compression failed: {e}"))),
+            None => self.codec.compress(self.level, raw),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 /// Raw path bytes (relative, `/`-separated); JSON string when UTF-8, `{"hex": ...}` otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -88,10 +90,10 @@ pub struct Entry {
     pub gid: u32,
     /// Owner name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// Group name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// Modification time, ns since the epoch.
     pub mtime_ns: i64,
     /// Change time, ns since the epoch.
@@ -116,7 +118,7 @@ pub struct Entry {
     pub xattrs: Vec<(BytePath, String)>,
     /// Backup id whose archive holds this file's content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stored_in: Option<String>,
+    pub stored_in: Option<Arc<str>>,
     /// The file changed while being read; the next backup stores it again.
     #[serde(default, skip_serializing_if = "is_false")]
     pub incomplete: bool,
@@ -156,8 +158,10 @@ struct Header {
 
 /// Serializes entries to the stored (pre-encryption) form.
 pub fn encode(backup_id: &str, entries: &[Entry]) -> Result<Vec<u8>> {
-    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3)
+    let z = zstd::stream::write::Encoder::new(Vec::new(), 3)
         .map_err(|e| Error::failure(format!("index compression: {e}")))?;
+    // Many small JSON writes: buffer them so zstd sees large blocks.
+    let mut z = std::io::BufWriter::with_capacity(1 << 20, z);
     let io = |e: std::io::Error| Error::failure(format!("index encoding: {e}"));
     let header = Header {
         format_version: 1,
@@ -170,14 +174,17 @@ pub fn encode(backup_id: &str, entries: &[Entry]) -> Result<Vec<u8>> {
         serde_json::to_writer(&mut z, e).map_err(|e| Error::failure(e.to_string()))?;
         z.write_all(b"\n").map_err(io)?;
     }
-    z.finish().map_err(io)
+    z.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .finish()
+        .map_err(io)
 }
 
 /// Parses the stored (decrypted) form; `what` names the object in errors.
 pub fn decode(data: &[u8], what: &str) -> Result<Vec<Entry>> {
     let bad = |m: String| Error::integrity(format!("{what}: damaged index: {m}"));
     let dec = zstd::stream::read::Decoder::new(data).map_err(|e| bad(e.to_string()))?;
-    let mut lines = std::io::BufReader::new(dec).lines();
+    let mut lines = std::io::BufReader::with_capacity(1 << 20, dec).lines();
     let header: Header = match lines.next() {
         Some(l) => serde_json::from_str(&l.map_err(|e| bad(e.to_string()))?)
             .map_err(|e| bad(e.to_string()))?,
@@ -190,9 +197,25 @@ pub fn decode(data: &[u8], what: &str) -> Result<Vec<Entry>> {
         )));
     }
     let mut out = Vec::with_capacity(header.entries as usize);
+    // Owner names and backup ids repeat on every line: share one copy of each.
+    let mut strings: HashSet<Arc<str>> = HashSet::new();
+    let mut intern = |v: &mut Option<Arc<str>>| {
+        if let Some(s) = v {
+            match strings.get(s) {
+                Some(shared) => *v = Some(shared.clone()),
+                None => {
+                    strings.insert(s.clone());
+                }
+            }
+        }
+    };
     for l in lines {
         let l = l.map_err(|e| bad(e.to_string()))?;
-        out.push(serde_json::from_str(&l).map_err(|e| bad(e.to_string()))?);
+        let mut e: Entry = serde_json::from_str(&l).map_err(|e| bad(e.to_string()))?;
+        intern(&mut e.user);
+        intern(&mut e.group);
+        intern(&mut e.stored_in);
+        out.push(e);
     }
     if out.len() as u64 != header.entries {
         return Err(bad(format!(

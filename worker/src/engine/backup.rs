@@ -121,6 +121,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         _ => Error::io(source.display(), e),
     })?;
     let excludes = Excludes::new(&opts.excludes)?;
+    let (walked, walker) = walk::spawn(source.clone(), opts.dereference, excludes);
     let prefix = name_prefix(&opts.hostname, &opts.backup_name);
     if !opts.dry_run {
         std::fs::create_dir_all(&opts.container)
@@ -202,7 +203,12 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
                 opts.dereference,
                 &counters,
             );
-            walk::walk(&source, opts.dereference, &excludes, &mut producer)?;
+            for item in walked {
+                producer.add(item)?;
+            }
+            walker
+                .join()
+                .unwrap_or_else(|_| Err(Error::failure("the walk thread panicked")))?;
             producer.finish()?;
             Ok((producer.entries, producer.warnings, producer.unreadable))
         })?;

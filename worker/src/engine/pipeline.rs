@@ -2,7 +2,7 @@
 //! them (one per core), and a writer seals them in order (encryption, tags) and stores them as
 //! segments. Stages are joined by bounded channels, so memory stays at a few chunks.
 
-use crate::codec::Codec;
+use crate::codec::{ChunkCompressor, Codec};
 use crate::crypto::{self, Keys, SegmentEncryptor};
 use crate::error::{Error, Result};
 use crate::manifest::Segment;
@@ -150,8 +150,8 @@ pub fn run<T: Send>(
         .map_or(2, |n| n.get())
         .max(1);
     let (job_tx, job_rx) = bounded::<(u64, Vec<u8>)>(1);
-    let (res_tx, res_rx) = bounded::<(u64, u64, Vec<u8>)>(workers);
-    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(2);
+    let (res_tx, res_rx) = bounded::<(u64, u64, Vec<u8>)>(1);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(1);
     let first_error = Mutex::new(None);
 
     let out = std::thread::scope(|s| {
@@ -161,8 +161,12 @@ pub fn run<T: Send>(
             let pool_tx = pool_tx.clone();
             let first_error = &first_error;
             s.spawn(move || {
+                let mut compressor = match ChunkCompressor::new(codec, level) {
+                    Ok(c) => c,
+                    Err(e) => return record(first_error, e),
+                };
                 for (seq, mut raw) in job_rx {
-                    match codec.compress(level, &raw) {
+                    match compressor.compress(&raw) {
                         Ok(c) => {
                             if res_tx.send((seq, raw.len() as u64, c)).is_err() {
                                 return;

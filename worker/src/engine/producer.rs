@@ -3,7 +3,7 @@
 
 use super::pipeline::ChunkSink;
 use super::tarfmt;
-use super::walk::{Dereference, Found, Visitor};
+use super::walk::{Dereference, Item, Walked};
 use crate::error::{Error, Result};
 use crate::index::{BytePath, Entry, EntryType};
 use crate::progress::Counters;
@@ -13,11 +13,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// State of one backup's walk.
 pub struct Producer<'a> {
     sink: &'a mut ChunkSink,
-    backup_id: String,
+    backup_id: Arc<str>,
     parent: HashMap<Vec<u8>, Entry>,
     deref: Dereference,
     counters: &'a Counters,
@@ -34,24 +35,24 @@ pub struct Producer<'a> {
 
 #[derive(Default)]
 struct NameCache {
-    users: HashMap<u32, Option<String>>,
-    groups: HashMap<u32, Option<String>>,
+    users: HashMap<u32, Option<Arc<str>>>,
+    groups: HashMap<u32, Option<Arc<str>>>,
 }
 
 impl NameCache {
-    fn user(&mut self, uid: u32) -> Option<String> {
+    fn user(&mut self, uid: u32) -> Option<Arc<str>> {
         self.users
             .entry(uid)
             .or_insert_with(|| {
-                users::get_user_by_uid(uid).map(|u| u.name().to_string_lossy().into_owned())
+                users::get_user_by_uid(uid).map(|u| Arc::from(u.name().to_string_lossy()))
             })
             .clone()
     }
-    fn group(&mut self, gid: u32) -> Option<String> {
+    fn group(&mut self, gid: u32) -> Option<Arc<str>> {
         self.groups
             .entry(gid)
             .or_insert_with(|| {
-                users::get_group_by_gid(gid).map(|g| g.name().to_string_lossy().into_owned())
+                users::get_group_by_gid(gid).map(|g| Arc::from(g.name().to_string_lossy()))
             })
             .clone()
     }
@@ -66,20 +67,6 @@ fn archive_name(entry: &Entry) -> Vec<u8> {
     }
 }
 
-fn read_xattrs(abs: &Path) -> Vec<(BytePath, String)> {
-    let Ok(names) = xattr::list(abs) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(BytePath, String)> = names
-        .filter_map(|n| {
-            let v = xattr::get(abs, &n).ok().flatten()?;
-            Some((BytePath(n.as_bytes().to_vec()), hex::encode(v)))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 impl<'a> Producer<'a> {
     /// Starts a walk for backup `backup_id` against the parent's index entries.
     pub fn new(
@@ -91,7 +78,7 @@ impl<'a> Producer<'a> {
     ) -> Self {
         Producer {
             sink,
-            backup_id,
+            backup_id: backup_id.into(),
             parent: parent.into_iter().map(|e| (e.path.0.clone(), e)).collect(),
             deref,
             counters,
@@ -233,23 +220,39 @@ fn libc_o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
-impl Visitor for Producer<'_> {
-    fn visit(&mut self, found: Found<'_>) -> Result<()> {
+impl Producer<'_> {
+    /// Adds the next walked entry: to the index, and to the archive when it changed.
+    pub fn add(&mut self, walked: Walked) -> Result<()> {
         if crate::interrupted() {
             return Err(Error::interrupted());
         }
-        let Some(mut entry) = self.entry_from(found.rel, &found.meta) else {
+        let found = match walked {
+            Walked::Entry(item) => item,
+            Walked::Unreadable(abs, err) => {
+                self.unreadable(&abs, err);
+                return Ok(());
+            }
+        };
+        let Item {
+            rel,
+            abs,
+            meta,
+            xattrs,
+            link,
+        } = found;
+        let Some(mut entry) = self.entry_from(&rel, &meta) else {
             return Ok(());
         };
         self.counters.entries.fetch_add(1, Ordering::Relaxed);
-        entry.xattrs = read_xattrs(found.abs);
+        entry.xattrs = xattrs;
         if entry.kind == EntryType::Symlink {
-            match std::fs::read_link(found.abs) {
-                Ok(t) => entry.link = Some(BytePath(t.as_os_str().as_bytes().to_vec())),
-                Err(e) => {
-                    self.unreadable(found.abs, e);
+            match link {
+                Some(Ok(t)) => entry.link = Some(BytePath(t.as_os_str().as_bytes().to_vec())),
+                Some(Err(e)) => {
+                    self.unreadable(&abs, e);
                     return Ok(());
                 }
+                None => {}
             }
         }
         if entry.kind == EntryType::File && entry.nlink > 1 && !self.deref.splits_hardlinks() {
@@ -268,7 +271,7 @@ impl Visitor for Producer<'_> {
         }
         let unchanged = self
             .parent
-            .get(found.rel)
+            .get(&rel)
             .filter(|old| entry.unchanged_since(old))
             .cloned();
         match entry.kind {
@@ -281,7 +284,7 @@ impl Visitor for Producer<'_> {
                     }
                     self.entries.push(entry);
                 }
-                None => self.store_file(entry, found.abs)?,
+                None => self.store_file(entry, &abs)?,
             },
             _ => {
                 // Directories, symlinks and special files are small: every level carries them,
@@ -295,6 +298,7 @@ impl Visitor for Producer<'_> {
         Ok(())
     }
 
+    /// Records an entry that could not be read.
     fn unreadable(&mut self, abs: &Path, err: std::io::Error) {
         self.unreadable += 1;
         self.warn(format!("cannot read {}: {err}", abs.display()));

@@ -179,13 +179,14 @@ impl ArchiveStream {
         });
         let total = rec.manifest.segments.len() as u64;
         // Credits bound how far fetching runs ahead of the consumer.
-        let window = workers_n + 1;
+        // At most `window` segments are fetched ahead of the one being consumed.
+        let window = workers_n;
         let (credit_tx, credit_rx) = bounded::<()>(window + 1);
         for _ in 0..window {
             let _ = credit_tx.send(());
         }
-        let (job_tx, job_rx) = bounded::<u64>(window);
-        let (res_tx, res_rx) = bounded::<(u64, Piece)>(window);
+        let (job_tx, job_rx) = bounded::<u64>(0);
+        let (res_tx, res_rx) = bounded::<(u64, Piece)>(1);
         let mut workers = Vec::new();
         workers.push(std::thread::spawn(move || {
             for k in 0..total {

@@ -121,10 +121,10 @@ pub fn append_header(out: &mut Vec<u8>, entry: &Entry, name: &[u8], size: u64) {
     h.set_mtime(secs.clamp(0, MAX_OCTAL_12 as i64) as u64);
     h.set_size(size);
     if let Some(u) = &entry.user {
-        let _ = h.set_username(u);
+        let _ = h.set_username(u.as_ref());
     }
     if let Some(g) = &entry.group {
-        let _ = h.set_groupname(g);
+        let _ = h.set_groupname(g.as_ref());
     }
     if let Some(l) = link {
         copy_field(&mut h.as_old_mut().linkname, l);

@@ -3,6 +3,8 @@
 //! not fatal.
 
 use crate::error::{Error, Result};
+use crate::index::BytePath;
+use crossbeam_channel::{bounded, Receiver, Sender};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
@@ -139,15 +141,17 @@ fn walk_dir(
     excludes: &Excludes,
     v: &mut dyn Visitor,
 ) -> Result<()> {
-    let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(&*abs) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+    let mut dirents: Vec<(std::ffi::OsString, std::fs::DirEntry)> = match std::fs::read_dir(&*abs) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| (e.file_name(), e)))
+            .collect(),
         Err(e) => {
             v.unreadable(abs, e);
             return Ok(());
         }
     };
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
+    dirents.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (name, dirent) in dirents {
         let base = rel.len();
         if !rel.is_empty() {
             rel.push(b'/');
@@ -157,7 +161,13 @@ fn walk_dir(
         let result = if excludes.excludes(rel) {
             Ok(())
         } else {
-            match stat(abs, deref) {
+            // DirEntry::metadata is an fstatat relative to the directory: no full path lookup.
+            let meta = if deref.follows_symlinks() {
+                stat(abs, deref)
+            } else {
+                dirent.metadata()
+            };
+            match meta {
                 Ok(meta) => {
                     let is_dir = meta.is_dir();
                     v.visit(Found { rel, abs, meta })?;
@@ -178,6 +188,79 @@ fn walk_dir(
         result?;
     }
     Ok(())
+}
+
+/// One walked entry with everything the backup needs from the filesystem except file content.
+pub struct Item {
+    /// Path relative to the root (`.` for the root directory itself).
+    pub rel: Vec<u8>,
+    /// Absolute path.
+    pub abs: PathBuf,
+    /// lstat (or stat) of the entry.
+    pub meta: Metadata,
+    /// Extended attributes (name, hex value), sorted.
+    pub xattrs: Vec<(BytePath, String)>,
+    /// Symlink target, for symlinks.
+    pub link: Option<std::io::Result<PathBuf>>,
+}
+
+/// What the walk thread sends, in walk order.
+pub enum Walked {
+    /// An entry.
+    Entry(Item),
+    /// An entry or directory that could not be read.
+    Unreadable(PathBuf, std::io::Error),
+}
+
+fn read_xattrs(abs: &Path) -> Vec<(BytePath, String)> {
+    let Ok(names) = xattr::list(abs) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(BytePath, String)> = names
+        .filter_map(|n| {
+            let v = xattr::get(abs, &n).ok().flatten()?;
+            Some((BytePath(n.as_bytes().to_vec()), hex::encode(v)))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+struct Sending(Sender<Walked>);
+
+impl Visitor for Sending {
+    fn visit(&mut self, found: Found<'_>) -> Result<()> {
+        let link = found
+            .meta
+            .file_type()
+            .is_symlink()
+            .then(|| std::fs::read_link(found.abs));
+        let item = Item {
+            rel: found.rel.to_vec(),
+            abs: found.abs.to_path_buf(),
+            xattrs: read_xattrs(found.abs),
+            meta: found.meta,
+            link,
+        };
+        self.0
+            .send(Walked::Entry(item))
+            .map_err(|_| Error::failure("walk stopped"))
+    }
+    fn unreadable(&mut self, abs: &Path, err: std::io::Error) {
+        let _ = self.0.send(Walked::Unreadable(abs.to_path_buf(), err));
+    }
+}
+
+/// Walks `root` on its own thread, so stat calls overlap with key derivation and the parent
+/// index load; the channel bounds how far it runs ahead.
+pub fn spawn(
+    root: PathBuf,
+    deref: Dereference,
+    excludes: Excludes,
+) -> (Receiver<Walked>, std::thread::JoinHandle<Result<()>>) {
+    let (tx, rx) = bounded(16_384);
+    let handle = std::thread::spawn(move || walk(&root, deref, &excludes, &mut Sending(tx)));
+    (rx, handle)
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ impl LocalStorage {
     }
 }
 
+/// Syncs a directory so renames in it are durable (best effort: some filesystems refuse).
 fn sync_dir(dir: &Path) {
     // Best effort: the rename is durable once the directory is synced; some filesystems refuse.
     if let Ok(d) = fs::File::open(dir) {
@@ -83,14 +84,30 @@ impl Storage for LocalStorage {
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(data)?;
-            f.sync_all()?;
             fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(path.display(), e));
         }
-        sync_dir(&dir);
+        Ok(())
+    }
+
+    fn sync(&self, keys: &[String]) -> Result<()> {
+        // One fsync per object once they are all written lets the kernel write them back
+        // together instead of stalling the pipeline after every segment.
+        let mut dirs = std::collections::BTreeSet::new();
+        for key in keys {
+            let path = self.path(key);
+            let f = fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+            f.sync_all().map_err(|e| Error::io(path.display(), e))?;
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            sync_dir(&d);
+        }
         Ok(())
     }
 

@@ -18,8 +18,11 @@ pub struct ObjectInfo {
 
 /// A container of objects. Writes are atomic: a reader sees a whole object or none.
 pub trait Storage: Send + Sync {
-    /// Stores `data` under `key`, replacing any previous object, atomically.
+    /// Stores `data` under `key`, replacing any previous object, atomically. The object may
+    /// still sit in a write cache until [`Storage::sync`] names it.
     fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// Makes the named objects durable (a backup syncs its segments before its manifest).
+    fn sync(&self, keys: &[String]) -> Result<()>;
     /// Reads a whole object; a missing object is `ErrorKind::NotFound`.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset` of an object (fewer only at the object's end).
