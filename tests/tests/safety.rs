@@ -104,10 +104,10 @@ impl Crafted {
                 Item::Hardlink(p, t) => (p, "hardlink", b"", Some(t)),
             };
             // Tar entry with the raw name (the tar crate's safe setters refuse these on purpose).
-            let tar_name: Vec<u8> = if path == b"." {
-                b"./".to_vec()
-            } else {
-                path.to_vec()
+            let tar_name: Vec<u8> = match tar_names.get(path) {
+                Some(n) => n.clone(),
+                None if path == b"." => b"./".to_vec(),
+                None => path.to_vec(),
             };
             let mut h = tar::Header::new_ustar();
             {
@@ -762,6 +762,12 @@ fn concurrent_backup_is_refused_with_exit_11() {
     out.assert_no_panic().assert_code(11);
     assert!(find_manifests(&fx.container).is_empty());
     drop(lock);
+    // A process that another test thread is forking at this moment may hold a copy of our lock fd
+    // until its exec: wait for the lock to be really free.
+    let again = fs::File::open(&lock_path).unwrap();
+    // SAFETY: flock on an open file descriptor.
+    assert_eq!(unsafe { libc::flock(again.as_raw_fd(), libc::LOCK_EX) }, 0);
+    drop(again);
     fx.backup(&[] as &[&str]);
     assert_eq!(fx.list().len(), 1);
 }

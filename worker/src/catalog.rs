@@ -47,6 +47,12 @@ fn manifest_key_parts(key: &str) -> Option<(&str, &str, &str)> {
     Some((hn, chain, dir))
 }
 
+/// The backup time encoded in a manifest key, whether or not the manifest itself is readable.
+pub fn time_from_key(key: &str) -> Option<Timestamp> {
+    let (_, _, dir) = manifest_key_parts(key)?;
+    Timestamp::parse_id(dir.split_once('_')?.1)
+}
+
 /// Loads every backup under `prefix` (`""` for the whole container, or a name prefix), sorted by
 /// time; damaged manifests are returned apart.
 pub fn load(storage: &dyn Storage, prefix: &str) -> Result<(Vec<Record>, Vec<Damaged>)> {

@@ -215,7 +215,9 @@ fn run_backup(a: BackupArgs) -> Result<i32> {
         .as_deref()
         .map(crypto::read_pass_file)
         .transpose()?;
-    if a.restart_always_level.is_some_and(|d| !(d > 0.0)) {
+    if a.restart_always_level
+        .is_some_and(|d| d.is_nan() || d <= 0.0)
+    {
         return Err(Error::usage(
             "--restart-always-level must be a positive number of days",
         ));

@@ -121,7 +121,8 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         _ => Error::io(source.display(), e),
     })?;
     let excludes = Excludes::new(&opts.excludes)?;
-    let (walked, walker) = walk::spawn(source.clone(), opts.dereference, excludes);
+    let container_abs = std::path::absolute(&opts.container).ok();
+    let (walked, walker) = walk::spawn(source.clone(), opts.dereference, excludes, container_abs);
     let prefix = name_prefix(&opts.hostname, &opts.backup_name);
     if !opts.dry_run {
         std::fs::create_dir_all(&opts.container)

@@ -33,6 +33,9 @@ impl ChunkSink {
     }
 
     fn ship(&mut self) -> Result<()> {
+        if crate::interrupted() {
+            return Err(Error::interrupted());
+        }
         let next = self.take_buffer();
         let full = std::mem::replace(&mut self.buf, next);
         self.tx

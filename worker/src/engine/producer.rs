@@ -227,7 +227,7 @@ impl Producer<'_> {
             return Err(Error::interrupted());
         }
         let found = match walked {
-            Walked::Entry(item) => item,
+            Walked::Entry(item) => *item,
             Walked::Unreadable(abs, err) => {
                 self.unreadable(&abs, err);
                 return Ok(());

@@ -105,6 +105,18 @@ pub fn walk(
     excludes: &Excludes,
     v: &mut dyn Visitor,
 ) -> Result<()> {
+    walk_skipping(root, deref, excludes, None, v)
+}
+
+/// Walks `root`, never entering the directory `skip` (the container, when it lies inside the
+/// source: a backup must not archive itself).
+pub fn walk_skipping(
+    root: &Path,
+    deref: Dereference,
+    excludes: &Excludes,
+    skip: Option<&Path>,
+    v: &mut dyn Visitor,
+) -> Result<()> {
     let meta = stat(root, deref).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::not_found(format!(
@@ -131,7 +143,7 @@ pub fn walk(
         meta,
     })?;
     let mut abs = root.to_path_buf();
-    walk_dir(&mut abs, &mut Vec::new(), deref, excludes, v)
+    walk_dir(&mut abs, &mut Vec::new(), deref, excludes, skip, v)
 }
 
 fn walk_dir(
@@ -139,6 +151,7 @@ fn walk_dir(
     rel: &mut Vec<u8>,
     deref: Dereference,
     excludes: &Excludes,
+    skip: Option<&Path>,
     v: &mut dyn Visitor,
 ) -> Result<()> {
     let mut dirents: Vec<(std::ffi::OsString, std::fs::DirEntry)> = match std::fs::read_dir(&*abs) {
@@ -158,7 +171,7 @@ fn walk_dir(
         }
         rel.extend_from_slice(name.as_bytes());
         abs.push(&name);
-        let result = if excludes.excludes(rel) {
+        let result = if excludes.excludes(rel) || skip == Some(abs.as_path()) {
             Ok(())
         } else {
             // DirEntry::metadata is an fstatat relative to the directory: no full path lookup.
@@ -172,7 +185,7 @@ fn walk_dir(
                     let is_dir = meta.is_dir();
                     v.visit(Found { rel, abs, meta })?;
                     if is_dir {
-                        walk_dir(abs, rel, deref, excludes, v)
+                        walk_dir(abs, rel, deref, excludes, skip, v)
                     } else {
                         Ok(())
                     }
@@ -207,7 +220,7 @@ pub struct Item {
 /// What the walk thread sends, in walk order.
 pub enum Walked {
     /// An entry.
-    Entry(Item),
+    Entry(Box<Item>),
     /// An entry or directory that could not be read.
     Unreadable(PathBuf, std::io::Error),
 }
@@ -243,7 +256,7 @@ impl Visitor for Sending {
             link,
         };
         self.0
-            .send(Walked::Entry(item))
+            .send(Walked::Entry(Box::new(item)))
             .map_err(|_| Error::failure("walk stopped"))
     }
     fn unreadable(&mut self, abs: &Path, err: std::io::Error) {
@@ -257,9 +270,12 @@ pub fn spawn(
     root: PathBuf,
     deref: Dereference,
     excludes: Excludes,
+    skip: Option<PathBuf>,
 ) -> (Receiver<Walked>, std::thread::JoinHandle<Result<()>>) {
     let (tx, rx) = bounded(16_384);
-    let handle = std::thread::spawn(move || walk(&root, deref, &excludes, &mut Sending(tx)));
+    let handle = std::thread::spawn(move || {
+        walk_skipping(&root, deref, &excludes, skip.as_deref(), &mut Sending(tx))
+    });
     (rx, handle)
 }
 
