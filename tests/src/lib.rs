@@ -1356,6 +1356,52 @@ impl Drop for TmpfsMount {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Running as another user (root only)
+// ---------------------------------------------------------------------------------------------------
+
+/// `cmd` run as user nobody (65534) through `setpriv`.
+pub fn as_nobody(cmd: &Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+pub fn chown_tree(root: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(root, Some(uid), Some(gid)).unwrap();
+    if fs::symlink_metadata(root).unwrap().is_dir() {
+        for e in fs::read_dir(root).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+/// Whether, as root, the worker can be run as nobody (setpriv present, binary reachable).
+pub fn can_run_as_nobody() -> bool {
+    if !is_root() {
+        return false;
+    }
+    let mut c = Command::new(worker_bin());
+    c.arg("--help");
+    match as_nobody(&c)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(st) => st.success(),
+        Err(_) => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Self-tests: the comparison catches every kind of difference the e2e tests rely on.
 // ---------------------------------------------------------------------------------------------------
 

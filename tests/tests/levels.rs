@@ -132,6 +132,10 @@ fn ids(summaries: &[Value]) -> Vec<String> {
 /// Checks `list --json` against the expected (level, kind, parent index, chain index) per backup.
 fn check_list(fx: &Fixture, summaries: &[Value], expected: &[(u64, &str, Option<usize>, usize)]) {
     let ids = ids(summaries);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "backup ids increase as text in time order: {ids:?}"
+    );
     let list = fx.list();
     let got: Vec<String> = list
         .iter()
@@ -432,4 +436,31 @@ fn metadata_only_changes_are_restored_from_incrementals() {
     let target = fx.path("restored");
     fx.restore(&target, &[] as &[&str]);
     assert_tree(&before, &target, Compare::full());
+}
+
+/// Two hosts back up the same name into one container: each restore takes its own host's backups,
+/// even when the other host's backup is newer.
+#[test]
+fn restore_takes_the_given_hostname() {
+    let fx = Fixture::new("shared");
+    fs::write(fx.src.join("who.txt"), b"test-host\n").unwrap();
+    fx.backup(&[] as &[&str]);
+    fs::write(fx.src.join("who.txt"), b"other-host\n").unwrap();
+    let args: Vec<std::ffi::OsString> = fx
+        .backup_args(&fx.src, &[] as &[&str])
+        .into_iter()
+        .map(|a| if a == HOST { "other-host".into() } else { a })
+        .collect();
+    run_ok(args);
+    let target = fx.path("mine");
+    fx.restore(&target, &[] as &[&str]);
+    assert_eq!(fs::read(target.join("who.txt")).unwrap(), b"test-host\n");
+    let target = fx.path("theirs");
+    let args: Vec<std::ffi::OsString> = fx
+        .restore_args(&target, &[] as &[&str])
+        .into_iter()
+        .map(|a| if a == HOST { "other-host".into() } else { a })
+        .collect();
+    run_ok(args);
+    assert_eq!(fs::read(target.join("who.txt")).unwrap(), b"other-host\n");
 }

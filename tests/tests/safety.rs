@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------------
@@ -564,31 +564,6 @@ fn interrupted_backup_sigint_exits_130_and_leaves_no_backup() {
 // Unreadable files, dry run, full disk, lock, usage
 // ---------------------------------------------------------------------------------------------------
 
-/// `cmd` run as user nobody (65534) through `setpriv`.
-fn as_nobody(cmd: &Command) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c.stdin(Stdio::null());
-    c
-}
-
-fn chown_tree(root: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(root, Some(uid), Some(gid)).unwrap();
-    if fs::symlink_metadata(root).unwrap().is_dir() {
-        for e in fs::read_dir(root).unwrap() {
-            chown_tree(&e.unwrap().path(), uid, gid);
-        }
-    }
-}
-
 #[test]
 fn unreadable_file_gives_exit_3_and_a_listed_backup() {
     let fx = Fixture::new("unreadable");
@@ -601,23 +576,11 @@ fn unreadable_file_gives_exit_3_and_a_listed_backup() {
     cmd.args(fx.backup_args(&fx.src, &[] as &[&str]));
     let out = if is_root() {
         // Root reads everything: run the worker as nobody instead, if setpriv can.
-        if Command::new("setpriv").arg("--version").output().is_err() {
-            eprintln!("skipping unreadable_file_gives_exit_3_and_a_listed_backup: running as root and no setpriv");
+        if !can_run_as_nobody() {
+            eprintln!("skipping unreadable_file_gives_exit_3_and_a_listed_backup: root, and cannot run the worker as nobody");
             return;
         }
         chown_tree(fx.root(), 65534, 65534);
-        let probe = run_command(
-            &mut as_nobody(&{
-                let mut c = Command::new(worker_bin());
-                c.arg("--help");
-                c
-            }),
-            DEFAULT_TIMEOUT,
-        );
-        if probe.code() != 0 {
-            eprintln!("skipping unreadable_file_gives_exit_3_and_a_listed_backup: nobody cannot run the worker:\n{probe}");
-            return;
-        }
         run_command(&mut as_nobody(&cmd), DEFAULT_TIMEOUT)
     } else {
         run_command(&mut cmd, DEFAULT_TIMEOUT)
@@ -810,4 +773,24 @@ fn missing_source_fails_without_a_backup() {
         "the missing path is named:\n{out}"
     );
     assert!(find_manifests(&fx.container).is_empty());
+}
+
+/// The lock is per backup name: backups of two names into one container run side by side.
+#[test]
+fn backups_of_different_names_run_concurrently() {
+    let fx = Fixture::new("first");
+    write_random_file(&fx.src.join("data.bin"), 1, 8 << 20);
+    let mut second = Fixture::new("second");
+    second.container = fx.container.clone();
+    write_random_file(&second.src.join("data.bin"), 2, 8 << 20);
+    let t = {
+        let args = second.backup_args(&second.src, &["--compression", "xz"]);
+        std::thread::spawn(move || run(args))
+    };
+    let a = fx.try_backup(&["--compression", "xz"]);
+    let b = t.join().unwrap();
+    a.assert_code(0);
+    b.assert_code(0);
+    assert_eq!(fx.list().len(), 1);
+    assert_eq!(second.list().len(), 1);
 }

@@ -47,6 +47,12 @@ impl std::fmt::Display for BytePath {
     }
 }
 
+/// Nanoseconds since the epoch of a (seconds, nanoseconds) pair; i128 so that times past 2262
+/// (beyond i64 nanoseconds) are kept exactly.
+pub fn nanos(secs: i64, nsec: i64) -> i128 {
+    secs as i128 * 1_000_000_000 + nsec as i128
+}
+
 /// The type of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,9 +101,9 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Arc<str>>,
     /// Modification time, ns since the epoch.
-    pub mtime_ns: i64,
+    pub mtime_ns: i128,
     /// Change time, ns since the epoch.
-    pub ctime_ns: i64,
+    pub ctime_ns: i128,
     /// Inode number.
     #[serde(default)]
     pub ino: u64,
@@ -264,6 +270,16 @@ mod tests {
             json.contains(r#""path":{"hex":"626164ff0a6e616d65"}"#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn times_past_2262_survive_the_json() {
+        let mut e = entry(b"f");
+        e.mtime_ns = nanos(10_413_792_000, 5);
+        e.ctime_ns = nanos(-1, 999_999_999);
+        let back = decode(&encode("id", std::slice::from_ref(&e)).unwrap(), "t").unwrap();
+        assert_eq!(back[0].mtime_ns, 10_413_792_000_000_000_005);
+        assert_eq!(back[0].ctime_ns, -1);
     }
 
     #[test]

@@ -55,9 +55,9 @@ pub struct Target {
     pub warnings: Vec<String>,
 }
 
-fn ts(ns: i64) -> Timespec {
+fn ts(ns: i128) -> Timespec {
     Timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
+        tv_sec: ns.div_euclid(1_000_000_000) as i64,
         tv_nsec: ns.rem_euclid(1_000_000_000) as _,
     }
 }

@@ -5,7 +5,7 @@ use super::pipeline::ChunkSink;
 use super::tarfmt;
 use super::walk::{Dereference, Item, Walked};
 use crate::error::{Error, Result};
-use crate::index::{BytePath, Entry, EntryType};
+use crate::index::{nanos, BytePath, Entry, EntryType};
 use crate::progress::Counters;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -120,8 +120,8 @@ impl<'a> Producer<'a> {
             gid: meta.gid(),
             user: self.names.user(meta.uid()),
             group: self.names.group(meta.gid()),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
             ino: meta.ino(),
             dev: meta.dev(),
             nlink: meta.nlink(),
@@ -189,8 +189,8 @@ impl<'a> Producer<'a> {
             entry.incomplete = true;
             self.unreadable += 1;
         } else if let Ok(after) = file.metadata() {
-            let changed = after.mtime() * 1_000_000_000 + after.mtime_nsec() != entry.mtime_ns
-                || after.ctime() * 1_000_000_000 + after.ctime_nsec() != entry.ctime_ns
+            let changed = nanos(after.mtime(), after.mtime_nsec()) != entry.mtime_ns
+                || nanos(after.ctime(), after.ctime_nsec()) != entry.ctime_ns
                 || after.size() != size;
             if changed {
                 self.warn(format!(

@@ -70,8 +70,27 @@ fn check_index(entries: &[Entry], chain: &[&Record]) -> Result<()> {
         .map(|r| r.manifest.backup_id.as_str())
         .collect();
     let mut files = HashSet::new();
+    let mut dirs: HashSet<&[u8]> = HashSet::new();
     for e in entries {
         validate_path(&e.path.0)?;
+        // Every parent must be a directory of this index, listed before its children: nothing is
+        // ever written through a symlink or a file of the backup itself.
+        let parent = match e.path.0.iter().rposition(|b| *b == b'/') {
+            Some(i) => &e.path.0[..i],
+            None => &b"."[..],
+        };
+        // A single-file backup is one entry with no root directory.
+        let single_file = entries.len() == 1 && e.kind != EntryType::Dir;
+        if e.path.0 != b"." && !single_file && !dirs.contains(parent) {
+            return Err(Error::integrity(format!(
+                "refusing index entry {}: its parent {} is not a directory of the backup",
+                e.path,
+                String::from_utf8_lossy(parent)
+            )));
+        }
+        if e.kind == EntryType::Dir {
+            dirs.insert(&e.path.0);
+        }
         match e.kind {
             EntryType::File => {
                 let ok = e.stored_in.as_deref().is_some_and(|s| ids.contains(s));

@@ -55,8 +55,8 @@ pub fn append_header(out: &mut Vec<u8>, entry: &Entry, name: &[u8], size: u64) {
     if size > MAX_OCTAL_12 {
         pax_record(&mut pax, "size", size.to_string().as_bytes());
     }
-    let secs = entry.mtime_ns.div_euclid(1_000_000_000);
-    let nanos = entry.mtime_ns.rem_euclid(1_000_000_000);
+    let secs = entry.mtime_ns.div_euclid(1_000_000_000) as i64;
+    let nanos = entry.mtime_ns.rem_euclid(1_000_000_000) as i64;
     if nanos != 0 || secs < 0 || secs as u64 > MAX_OCTAL_12 {
         let v = if nanos == 0 {
             secs.to_string()
