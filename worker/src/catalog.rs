@@ -56,9 +56,36 @@ pub fn time_from_key(key: &str) -> Option<Timestamp> {
 /// Loads every backup under `prefix` (`""` for the whole container, or a name prefix), sorted by
 /// time; damaged manifests are returned apart.
 pub fn load(storage: &dyn Storage, prefix: &str) -> Result<(Vec<Record>, Vec<Damaged>)> {
+    load_from(storage, &storage.list(prefix)?)
+}
+
+/// The backup directory (`<hn>/<chain>/<level>_<id>`) an object key belongs to, if any.
+pub fn backup_dir_of(key: &str) -> Option<&str> {
+    let mut n = 0;
+    for (i, b) in key.bytes().enumerate() {
+        if b == b'/' {
+            n += 1;
+            if n == 3 {
+                let dir = &key[..i];
+                let mut parts = dir.split('/');
+                let (_, chain, last) = (parts.next()?, parts.next()?, parts.next()?);
+                Timestamp::parse_id(chain)?;
+                Timestamp::parse_id(last.split_once('_')?.1)?;
+                return Some(dir);
+            }
+        }
+    }
+    None
+}
+
+/// Like [`load`], from a listing already made (prune and verify list once and reuse it).
+pub fn load_from(
+    storage: &dyn Storage,
+    objects: &[crate::storage::ObjectInfo],
+) -> Result<(Vec<Record>, Vec<Damaged>)> {
     let mut records = Vec::new();
     let mut damaged = Vec::new();
-    for obj in storage.list(prefix)? {
+    for obj in objects {
         let Some((hn, chain, dir)) = manifest_key_parts(&obj.key) else {
             continue;
         };
@@ -144,4 +171,62 @@ pub fn pick_restore_point(records: &[Record], date: Option<Timestamp>) -> Option
         .iter()
         .filter(|r| date.is_none_or(|d| r.time <= d))
         .max_by_key(|r| r.time)
+}
+
+/// Objects a backup needs that are missing or have the wrong size, judged from a listing (no
+/// reads): its segments and its index.
+pub fn missing_objects(
+    rec: &Record,
+    sizes: &std::collections::HashMap<&str, u64>,
+    describe: impl Fn(&str) -> String,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |key: String, want: u64, what: &str| match sizes.get(key.as_str()) {
+        None => problems.push(format!("{what} {} is missing", describe(&key))),
+        Some(&got) if got != want => problems.push(format!(
+            "{what} {} has {got} bytes, the manifest says {want}",
+            describe(&key)
+        )),
+        Some(_) => {}
+    };
+    for (k, seg) in rec.manifest.segments.iter().enumerate() {
+        check(format!("{}/data/{k:08}", rec.dir), seg.size, "segment");
+    }
+    check(
+        format!("{}/index", rec.dir),
+        rec.manifest.index.size,
+        "index",
+    );
+    problems
+}
+
+/// Whether each backup can be restored judged from a listing: its own objects and those of every
+/// ancestor are present with their recorded sizes.
+pub fn restorable(
+    records: &[Record],
+    objects: &[crate::storage::ObjectInfo],
+) -> std::collections::HashMap<String, bool> {
+    let sizes: std::collections::HashMap<&str, u64> =
+        objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    let whole: std::collections::HashMap<&str, bool> = records
+        .iter()
+        .map(|r| {
+            (
+                r.manifest.backup_id.as_str(),
+                missing_objects(r, &sizes, |k| k.to_string()).is_empty(),
+            )
+        })
+        .collect();
+    records
+        .iter()
+        .map(|r| {
+            let ok = match chain_of(records, r) {
+                Ok(chain) => chain
+                    .iter()
+                    .all(|c| whole.get(c.manifest.backup_id.as_str()) == Some(&true)),
+                Err(_) => false,
+            };
+            (r.manifest.backup_id.clone(), ok)
+        })
+        .collect()
 }

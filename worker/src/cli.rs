@@ -36,6 +36,99 @@ pub enum Command {
     Restore(RestoreArgs),
     /// List the backups in a container.
     List(ListArgs),
+    /// Show the details of backups (all of a name, or one by id).
+    Info(InfoArgs),
+    /// Delete backups a retention policy lets go, never breaking a chain; remove debris.
+    Prune(PruneArgs),
+    /// Check that stored backups are sound (and, with --read-data, restorable).
+    Verify(VerifyArgs),
+}
+
+/// `info` options.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Name of the backup.
+    #[arg(long, short = 'N')]
+    pub backup_name: String,
+    #[command(flatten)]
+    pub location: Location,
+    /// Only this backup.
+    #[arg(long)]
+    pub backup_id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `prune` options.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this backup name (default: every name in the container).
+    #[arg(long, short = 'N')]
+    pub backup_name: Option<String>,
+    #[command(flatten)]
+    pub location: Location,
+    /// Delete backups older than DAYS (fractions allowed), unless a kept backup needs them.
+    #[arg(long, short = 'R', value_name = "DAYS")]
+    pub remove_older_than: Option<f64>,
+    /// Delete backups taken before DATE (YYYY-MM-DDThh:mm:ss, UTC), unless a kept backup needs them.
+    #[arg(long, value_name = "DATE")]
+    pub remove_from_date: Option<String>,
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have backups.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// ... of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// ... of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// ... of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// ... of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Leave debris of interrupted backups alone until it is this many hours old.
+    #[arg(long, default_value_t = 1.0, value_name = "HOURS")]
+    pub debris_grace_hours: f64,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Name of the backup.
+    #[arg(long, short = 'N')]
+    pub backup_name: String,
+    #[command(flatten)]
+    pub location: Location,
+    /// Verify the chain of the backup at or before DATE (default: every backup of the name).
+    #[arg(long)]
+    pub restore_from_date: Option<String>,
+    /// Passphrase file: needed to check the tags of encrypted backups.
+    #[arg(long, env = "FREEZER_ENCRYPT_PASS_FILE")]
+    pub encrypt_pass_file: Option<PathBuf>,
+    /// Read every segment: check its tag, decompress it, parse the archive against the index.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read this percentage of segments, chosen at random.
+    #[arg(long, value_name = "PCT")]
+    pub read_data_subset: Option<f64>,
+    /// Compare the backup's state (newest, or at --restore-from-date) with this live tree.
+    #[arg(long, value_name = "DIR")]
+    pub compare_to: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Storage backends accepted by `--storage` (more arrive with the storage issue).
@@ -201,7 +294,211 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => run_backup(a),
         Command::Restore(a) => run_restore(a),
         Command::List(a) => run_list(a),
+        Command::Info(a) => run_info(a),
+        Command::Prune(a) => run_prune(a),
+        Command::Verify(a) => run_verify(a),
     }
+}
+
+fn run_info(a: InfoArgs) -> Result<i32> {
+    let host = hostname(a.location.hostname);
+    let (rows, damaged) = list::list(&a.location.container, Some(&a.backup_name), Some(&host))?;
+    for d in &damaged {
+        eprintln!("warning: {d}");
+    }
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| a.backup_id.as_ref().is_none_or(|id| &r.backup_id == id))
+        .collect();
+    if rows.is_empty() {
+        return Err(Error::not_found(format!(
+            "no backup {}of {host}_{} in {}",
+            a.backup_id
+                .as_deref()
+                .map(|i| format!("{i} "))
+                .unwrap_or_default(),
+            a.backup_name,
+            a.location.container.display()
+        )));
+    }
+    if a.json {
+        print_json(&rows);
+    } else {
+        for r in &rows {
+            println!("backup {} ({}_{})", r.backup_id, r.hostname, r.backup_name);
+            println!(
+                "  level {} {:?}, parent {}, chain {}",
+                r.level,
+                r.kind,
+                r.parent_id.as_deref().unwrap_or("-"),
+                r.chain_id
+            );
+            println!("  started {}, finished {}", r.started_at, r.finished_at);
+            println!(
+                "  {} files, {} entries, read {}, stored {} in {} segments, {}{}",
+                r.files,
+                r.entries,
+                human_bytes(r.bytes_read),
+                human_bytes(r.bytes_stored),
+                r.segments,
+                r.compression,
+                if r.encrypted { ", encrypted" } else { "" }
+            );
+            println!(
+                "  restorable: {}",
+                if r.restorable {
+                    "yes"
+                } else {
+                    "NO (an object or an ancestor is missing)"
+                }
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn run_prune(a: PruneArgs) -> Result<i32> {
+    use crate::engine::prune::{self, PruneOptions};
+    use crate::retention::KeepPolicy;
+    if a.remove_older_than.is_some_and(|d| d.is_nan() || d < 0.0) {
+        return Err(Error::usage(
+            "--remove-older-than must be a number of days, 0 or more",
+        ));
+    }
+    if a.debris_grace_hours.is_nan() || a.debris_grace_hours < 0.0 {
+        return Err(Error::usage("--debris-grace-hours must be 0 or more"));
+    }
+    // With a backup name and no host, the name is this machine's, as for backup and restore.
+    let host = match (&a.backup_name, a.location.hostname) {
+        (Some(_), h) => Some(hostname(h)),
+        (None, h) => h,
+    };
+    let opts = PruneOptions {
+        container: a.location.container,
+        backup_name: a.backup_name,
+        hostname: host,
+        policy: KeepPolicy {
+            older_than_days: a.remove_older_than,
+            before: a
+                .remove_from_date
+                .as_deref()
+                .map(Timestamp::parse_user_date)
+                .transpose()?,
+            last: a.keep_last,
+            hourly: a.keep_hourly,
+            daily: a.keep_daily,
+            weekly: a.keep_weekly,
+            monthly: a.keep_monthly,
+            yearly: a.keep_yearly,
+        },
+        debris_grace_hours: a.debris_grace_hours,
+        dry_run: a.dry_run,
+    };
+    let r = prune::prune(&opts)?;
+    if a.json {
+        print_json(&r);
+        return Ok(0);
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    for n in &r.names {
+        for d in &n.damaged {
+            eprintln!("warning: {d}");
+        }
+        for d in &n.deleted {
+            println!(
+                "{verb} {} backup {} level {} ({})",
+                n.name,
+                d.backup_id,
+                d.level,
+                human_bytes(d.bytes)
+            );
+        }
+        for d in &n.debris {
+            println!(
+                "{verb} debris {} ({} objects, {})",
+                d.path,
+                d.objects,
+                human_bytes(d.bytes)
+            );
+        }
+        let bytes: u64 = n.deleted.iter().map(|d| d.bytes).sum::<u64>()
+            + n.debris.iter().map(|d| d.bytes).sum::<u64>();
+        println!(
+            "{}: kept {}, {verb} {} backup(s) and {} debris dir(s), {}",
+            n.name,
+            n.kept.len(),
+            n.deleted.len(),
+            n.debris.len(),
+            human_bytes(bytes)
+        );
+    }
+    Ok(0)
+}
+
+fn run_verify(a: VerifyArgs) -> Result<i32> {
+    use crate::engine::verify::{self, ReadData, VerifyOptions};
+    let read = match (a.read_data, a.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(p)) if p > 0.0 && p <= 100.0 => ReadData::Subset(p),
+        (false, Some(p)) => {
+            return Err(Error::usage(format!(
+                "--read-data-subset {p} must be in (0, 100]"
+            )))
+        }
+        (false, None) => ReadData::None,
+    };
+    let opts = VerifyOptions {
+        container: a.location.container,
+        hostname: hostname(a.location.hostname),
+        backup_name: a.backup_name,
+        date: a
+            .restore_from_date
+            .as_deref()
+            .map(Timestamp::parse_user_date)
+            .transpose()?,
+        pass: a
+            .encrypt_pass_file
+            .as_deref()
+            .map(crypto::read_pass_file)
+            .transpose()?,
+        read,
+        compare_to: a.compare_to,
+    };
+    let r = verify::verify(&opts)?;
+    if a.json {
+        print_json(&r);
+    } else {
+        for d in &r.damaged {
+            println!("DAMAGED: {d}");
+        }
+        for d in &r.differences {
+            println!("DIFFERS: {d}");
+        }
+        if !r.unkeyed.is_empty() {
+            eprintln!(
+                "warning: {} encrypted backup(s) were checked for structure only: give --encrypt-pass-file to check their tags",
+                r.unkeyed.len()
+            );
+        }
+        println!(
+            "verify: {} backup(s), {} segment(s) read: {}{}",
+            r.checked.len(),
+            r.segments_read,
+            if r.sound { "sound" } else { "DAMAGED" },
+            if r.differences.is_empty() {
+                ""
+            } else {
+                ", differs from the live tree"
+            }
+        );
+    }
+    Ok(if !r.sound {
+        crate::error::ErrorKind::Integrity.exit_code()
+    } else if !r.differences.is_empty() {
+        1
+    } else {
+        0
+    })
 }
 
 fn run_backup(a: BackupArgs) -> Result<i32> {

@@ -13,6 +13,7 @@ pub mod list;
 pub mod lock;
 pub mod manifest;
 pub mod progress;
+pub mod retention;
 pub mod storage;
 pub mod timestamp;
 

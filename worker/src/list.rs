@@ -4,7 +4,7 @@
 use crate::catalog::{self, Record};
 use crate::error::{Error, Result};
 use crate::progress::human_bytes;
-use crate::storage::LocalStorage;
+use crate::storage::{LocalStorage, Storage};
 use serde::Serialize;
 use std::path::Path;
 
@@ -37,9 +37,22 @@ pub struct Listed {
     pub encrypted: bool,
     /// Its directory.
     pub path: String,
+    /// Whether its chain is complete: its objects and every ancestor's are present with their
+    /// recorded sizes (judged from the listing; `verify --read-data` reads them).
+    pub restorable: bool,
+    /// When it started.
+    pub started_at: String,
+    /// Segments stored.
+    pub segments: usize,
+    /// Index entries.
+    pub entries: u64,
+    /// Bytes of file content read at backup time.
+    pub bytes_read: u64,
+    /// Files that could not be read at backup time.
+    pub unreadable: u64,
 }
 
-fn row(container: &Path, r: &Record) -> Listed {
+fn row(container: &Path, r: &Record, restorable: bool) -> Listed {
     let m = &r.manifest;
     Listed {
         hostname: m.hostname.clone(),
@@ -55,6 +68,12 @@ fn row(container: &Path, r: &Record) -> Listed {
         compression: m.compression.codec.name().to_string(),
         encrypted: m.encryption.is_some(),
         path: container.join(&r.dir).display().to_string(),
+        restorable,
+        started_at: m.started_at.clone(),
+        segments: m.segments.len(),
+        entries: m.totals.entries,
+        bytes_read: m.totals.bytes_read,
+        unreadable: m.totals.unreadable,
     }
 }
 
@@ -71,15 +90,24 @@ pub fn list(
         )));
     }
     let storage = LocalStorage::new(container);
-    let (records, damaged) = match (host, name) {
-        (Some(h), Some(n)) => catalog::load_name(&storage, h, n)?,
-        _ => catalog::load(&storage, "")?,
+    let prefix = match (host, name) {
+        (Some(h), Some(n)) => format!("{}/", catalog::name_prefix(h, n)),
+        _ => String::new(),
     };
+    let objects = storage.list(&prefix)?;
+    let (records, damaged) = catalog::load_from(&storage, &objects)?;
+    let restorable = catalog::restorable(&records, &objects);
     let rows = records
         .iter()
         .filter(|r| name.is_none_or(|n| r.manifest.backup_name == n))
         .filter(|r| host.is_none_or(|h| r.manifest.hostname == h))
-        .map(|r| row(container, r))
+        .map(|r| {
+            row(
+                container,
+                r,
+                restorable.get(&r.manifest.backup_id) == Some(&true),
+            )
+        })
         .collect();
     Ok((rows, damaged.into_iter().map(|d| d.error.message).collect()))
 }
@@ -87,19 +115,20 @@ pub fn list(
 /// The human-readable table.
 pub fn table(rows: &[Listed]) -> String {
     let mut out = format!(
-        "{:<28} {:<25} {:>5} {:<12} {:<25} {:>10} {:>8}\n",
-        "NAME", "BACKUP", "LEVEL", "KIND", "PARENT", "STORED", "FILES"
+        "{:<28} {:<25} {:>5} {:<12} {:<25} {:>10} {:>8} {}\n",
+        "NAME", "BACKUP", "LEVEL", "KIND", "PARENT", "STORED", "FILES", "RESTORABLE"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<28} {:<25} {:>5} {:<12} {:<25} {:>10} {:>8}\n",
+            "{:<28} {:<25} {:>5} {:<12} {:<25} {:>10} {:>8} {}\n",
             format!("{}_{}", r.hostname, r.backup_name),
             r.backup_id,
             r.level,
             format!("{:?}", r.kind).to_lowercase(),
             r.parent_id.as_deref().unwrap_or("-"),
             human_bytes(r.bytes_stored),
-            r.files
+            r.files,
+            if r.restorable { "yes" } else { "NO" }
         ));
     }
     out

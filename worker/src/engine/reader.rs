@@ -89,7 +89,9 @@ pub struct ArchiveStream {
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
-struct SegmentSource {
+/// A backup's segments, each loadable on its own: fetched, checked against its tag, decrypted and
+/// decompressed.
+pub struct SegmentSource {
     storage: Arc<dyn Storage>,
     dir: String,
     manifest: Manifest,
@@ -99,7 +101,35 @@ struct SegmentSource {
 }
 
 impl SegmentSource {
-    fn key(&self, k: usize) -> String {
+    /// The segments of `rec`, under `keys` when it is encrypted.
+    pub fn new(storage: Arc<dyn Storage>, rec: &Record, keys: Option<Keys>) -> Self {
+        let mut starts = Vec::with_capacity(rec.manifest.segments.len());
+        let mut off = 0;
+        for s in &rec.manifest.segments {
+            starts.push(off);
+            off += s.size;
+        }
+        SegmentSource {
+            storage,
+            dir: rec.dir.clone(),
+            manifest: rec.manifest.clone(),
+            keys,
+            starts,
+        }
+    }
+
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Whether the backup has no segment (never true for a backup this tool wrote).
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// The storage key of segment `k`.
+    pub fn key(&self, k: usize) -> String {
         format!("{}/data/{k:08}", self.dir)
     }
 
@@ -116,7 +146,8 @@ impl SegmentSource {
         Ok(out)
     }
 
-    fn load(&self, k: usize) -> Result<Vec<u8>> {
+    /// Segment `k` as tar bytes, after its tag check.
+    pub fn load(&self, k: usize) -> Result<Vec<u8>> {
         let key = self.key(k);
         let what = self.storage.describe(&key);
         let seg = &self.manifest.segments[k];
@@ -164,19 +195,7 @@ impl ArchiveStream {
         let workers_n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .max(1);
-        let mut starts = Vec::with_capacity(rec.manifest.segments.len());
-        let mut off = 0;
-        for s in &rec.manifest.segments {
-            starts.push(off);
-            off += s.size;
-        }
-        let source = Arc::new(SegmentSource {
-            storage,
-            dir: rec.dir.clone(),
-            manifest: rec.manifest.clone(),
-            keys,
-            starts,
-        });
+        let source = Arc::new(SegmentSource::new(storage, rec, keys));
         let total = rec.manifest.segments.len() as u64;
         // Credits bound how far fetching runs ahead of the consumer.
         // At most `window` segments are fetched ahead of the one being consumed.

@@ -38,9 +38,6 @@ impl LocalStorage {
             let ent = ent.map_err(|e| Error::io(dir.display(), e))?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(".tmp.") {
-                continue;
-            }
             let key = if rel.is_empty() {
                 name.to_string()
             } else {
@@ -52,11 +49,20 @@ impl LocalStorage {
             if ft.is_dir() {
                 self.walk(&ent.path(), &key, out)?;
             } else if ft.is_file() {
-                let size = ent
+                let meta = ent
                     .metadata()
-                    .map_err(|e| Error::io(ent.path().display(), e))?
-                    .len();
-                out.push(ObjectInfo { key, size });
+                    .map_err(|e| Error::io(ent.path().display(), e))?;
+                let modified = meta.modified().ok().and_then(|m| {
+                    let d = m.duration_since(std::time::UNIX_EPOCH).ok()?;
+                    Some(crate::timestamp::Timestamp {
+                        micros: d.as_micros() as i64,
+                    })
+                });
+                out.push(ObjectInfo {
+                    key,
+                    size: meta.len(),
+                    modified,
+                });
             }
         }
         Ok(())

@@ -14,6 +14,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// Last modification, when the backend reports it (debris age for prune).
+    pub modified: Option<crate::timestamp::Timestamp>,
 }
 
 /// A container of objects. Writes are atomic: a reader sees a whole object or none.
@@ -27,7 +29,8 @@ pub trait Storage: Send + Sync {
     fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset` of an object (fewer only at the object's end).
     fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
-    /// Lists every object whose key starts with `prefix`, in key order.
+    /// Lists every object whose key starts with `prefix`, in key order, including the temporary
+    /// objects of interrupted writes (prune removes them).
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
