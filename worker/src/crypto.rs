@@ -115,6 +115,37 @@ impl Keys {
     }
 }
 
+/// Keys derived on a background thread: started before they are needed, waited for where they are
+/// first used, so the slow KDF overlaps the walk instead of delaying it.
+pub struct PendingKeys {
+    keys: std::sync::OnceLock<Keys>,
+    handle: std::sync::Mutex<Option<std::thread::JoinHandle<Keys>>>,
+}
+
+impl PendingKeys {
+    /// Starts deriving keys for `pass` and `salt`.
+    pub fn spawn(pass: Vec<u8>, salt: [u8; 8], iterations: u32) -> std::sync::Arc<Self> {
+        let handle = std::thread::spawn(move || Keys::derive(&pass, salt, iterations));
+        std::sync::Arc::new(PendingKeys {
+            keys: std::sync::OnceLock::new(),
+            handle: std::sync::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The keys, waiting for the derivation if it is still running.
+    pub fn get(&self) -> &Keys {
+        self.keys.get_or_init(|| {
+            let handle = self
+                .handle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .expect("the derivation is joined once, under the OnceLock");
+            handle.join().expect("key derivation does not panic")
+        })
+    }
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 /// Raw path bytes (relative, `/`-separated); JSON string when UTF-8, `{"hex": ...}` otherwise.
@@ -162,7 +162,9 @@ struct Header {
     backup_id: String,
 }
 
-/// Serializes entries to the stored (pre-encryption) form.
+/// Serializes entries to the stored (pre-encryption) form in one go (tests; backups stream
+/// through [`IndexWriter`]).
+#[cfg(test)]
 pub fn encode(backup_id: &str, entries: &[Entry]) -> Result<Vec<u8>> {
     let z = zstd::stream::write::Encoder::new(Vec::new(), 3)
         .map_err(|e| Error::failure(format!("index compression: {e}")))?;
@@ -186,14 +188,86 @@ pub fn encode(backup_id: &str, entries: &[Entry]) -> Result<Vec<u8>> {
         .map_err(io)
 }
 
+/// Encodes the index on its own thread while the walk produces entries, so a backup's tail does
+/// not wait for 50,000 lines of JSON, and the entries are not all held in memory.
+pub struct IndexWriter {
+    tx: crossbeam_channel::Sender<Entry>,
+    handle: std::thread::JoinHandle<Result<Vec<u8>>>,
+    /// Entries written.
+    pub entries: u64,
+    /// `file` entries written.
+    pub files: u64,
+}
+
+impl IndexWriter {
+    /// Starts the encoder for backup `backup_id`.
+    pub fn spawn(backup_id: String) -> IndexWriter {
+        let (tx, rx) = crossbeam_channel::bounded::<Entry>(4096);
+        let handle = std::thread::spawn(move || -> Result<Vec<u8>> {
+            let io = |e: std::io::Error| Error::failure(format!("index encoding: {e}"));
+            let z = zstd::stream::write::Encoder::new(Vec::new(), 3).map_err(io)?;
+            let mut z = std::io::BufWriter::with_capacity(1 << 20, z);
+            let mut count = 0u64;
+            for e in rx {
+                serde_json::to_writer(&mut z, &e).map_err(|e| Error::failure(e.to_string()))?;
+                z.write_all(b"\n").map_err(io)?;
+                count += 1;
+            }
+            let body = z
+                .into_inner()
+                .map_err(|e| io(e.into_error()))?
+                .finish()
+                .map_err(io)?;
+            // The header (which counts the entries) is its own zstd frame in front: frames
+            // concatenate, so the stored index still decodes as one text.
+            let header = Header {
+                format_version: 1,
+                entries: count,
+                backup_id,
+            };
+            let mut line =
+                serde_json::to_vec(&header).map_err(|e| Error::failure(e.to_string()))?;
+            line.push(b'\n');
+            let mut out = zstd::bulk::compress(&line, 3).map_err(io)?;
+            out.extend_from_slice(&body);
+            Ok(out)
+        });
+        IndexWriter {
+            tx,
+            handle,
+            entries: 0,
+            files: 0,
+        }
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, e: Entry) -> Result<()> {
+        self.entries += 1;
+        if e.kind == EntryType::File {
+            self.files += 1;
+        }
+        self.tx
+            .send(e)
+            .map_err(|_| Error::failure("the index encoder stopped"))
+    }
+
+    /// Ends the index and returns its stored (pre-encryption) bytes.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        drop(self.tx);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::failure("the index encoder panicked")))
+    }
+}
+
 /// Parses the stored (decrypted) form; `what` names the object in errors.
 pub fn decode(data: &[u8], what: &str) -> Result<Vec<Entry>> {
     let bad = |m: String| Error::integrity(format!("{what}: damaged index: {m}"));
-    let dec = zstd::stream::read::Decoder::new(data).map_err(|e| bad(e.to_string()))?;
-    let mut lines = std::io::BufReader::with_capacity(1 << 20, dec).lines();
+    // Decompress whole, then parse lines in place: no per-line allocation.
+    let text = zstd::stream::decode_all(data).map_err(|e| bad(e.to_string()))?;
+    let mut lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
     let header: Header = match lines.next() {
-        Some(l) => serde_json::from_str(&l.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?,
+        Some(l) => serde_json::from_slice(l).map_err(|e| bad(e.to_string()))?,
         None => return Err(bad("empty".into())),
     };
     if header.format_version != 1 {
@@ -202,7 +276,26 @@ pub fn decode(data: &[u8], what: &str) -> Result<Vec<Entry>> {
             header.format_version
         )));
     }
-    let mut out = Vec::with_capacity(header.entries as usize);
+    // Parse the two halves of the lines on two threads: the parent's index is on the critical
+    // path of every incremental backup.
+    let lines: Vec<&[u8]> = lines.collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let parse = |part: &[&[u8]]| -> Result<Vec<Entry>> {
+        part.iter()
+            .map(|l| serde_json::from_slice(l).map_err(|e| bad(e.to_string())))
+            .collect()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let h = s.spawn(|| parse(second));
+        let a = parse(first);
+        (
+            a,
+            h.join()
+                .unwrap_or_else(|_| Err(bad("parser panicked".into()))),
+        )
+    });
+    let mut out = a?;
+    out.extend(b?);
     // Owner names and backup ids repeat on every line: share one copy of each.
     let mut strings: HashSet<Arc<str>> = HashSet::new();
     let mut intern = |v: &mut Option<Arc<str>>| {
@@ -215,13 +308,10 @@ pub fn decode(data: &[u8], what: &str) -> Result<Vec<Entry>> {
             }
         }
     };
-    for l in lines {
-        let l = l.map_err(|e| bad(e.to_string()))?;
-        let mut e: Entry = serde_json::from_str(&l).map_err(|e| bad(e.to_string()))?;
+    for e in &mut out {
         intern(&mut e.user);
         intern(&mut e.group);
         intern(&mut e.stored_in);
-        out.push(e);
     }
     if out.len() as u64 != header.entries {
         return Err(bad(format!(
@@ -290,6 +380,18 @@ mod tests {
         assert!(b.unchanged_since(&a));
         b.ctime_ns += 1;
         assert!(!b.unchanged_since(&a));
+    }
+
+    #[test]
+    fn streamed_index_decodes_like_the_one_shot_encoding() {
+        let entries = vec![entry(b"a"), entry(b"b/c")];
+        let mut w = IndexWriter::spawn("id".into());
+        for e in &entries {
+            w.push(e.clone()).unwrap();
+        }
+        assert_eq!(w.files, 2);
+        let data = w.finish().unwrap();
+        assert_eq!(decode(&data, "t").unwrap(), entries);
     }
 
     #[test]

@@ -8,9 +8,9 @@ use super::reader;
 use super::walk::{self, Dereference, Excludes};
 use crate::catalog::{self, name_prefix};
 use crate::codec::Codec;
-use crate::crypto::{self, Keys};
+use crate::crypto::{self, Keys, PendingKeys};
 use crate::error::{Error, Result};
-use crate::index::{self, Entry};
+use crate::index::Entry;
 use crate::levels::{self, Existing, LevelPolicy};
 use crate::lock::NameLock;
 use crate::manifest::{
@@ -159,14 +159,11 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
     let chain_id = parent.map_or(backup_id.clone(), |p| p.manifest.chain_id.clone());
     let dir = format!("{prefix}/{chain_id}/{}_{backup_id}", plan.level);
 
-    // The new backup's key derivation and the parent's (its index is encrypted) run in parallel.
+    // The parent's index (encrypted: one KDF run) is on the critical path while the walk runs
+    // on its own thread; the new backup's KDF starts after it and overlaps the archiving.
     let iterations = crypto::iterations_for_new_backup()?;
     let salt = crypto::random_salt();
-    let (keys, parent_entries): (Option<Keys>, Vec<Entry>) = std::thread::scope(|s| {
-        let new_keys = opts
-            .pass
-            .as_ref()
-            .map(|p| s.spawn(move || Keys::derive(p, salt, iterations)));
+    let parent_entries: Vec<Entry> = {
         let parent_entries = match parent {
             Some(p) => {
                 if p.manifest.encryption.is_some() && opts.pass.is_none() {
@@ -175,16 +172,24 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
                         p.manifest.backup_id
                     )))
                 } else {
-                    reader::open_keys(&storage, p, opts.pass.as_deref())
-                        .and_then(|k| reader::read_index(&storage, p, k.as_ref()))
+                    reader::open_keys(&storage, p, opts.pass.as_deref()).and_then(|k| {
+                        tracing::debug!(elapsed = ?started.elapsed(), "parent keys derived");
+                        let index = reader::read_index(&storage, p, k.as_ref());
+                        tracing::debug!(elapsed = ?started.elapsed(), "parent index loaded");
+                        index
+                    })
                 }
             }
             None => Ok(Vec::new()),
         };
-        let keys = new_keys.map(|h| h.join().expect("key derivation does not panic"));
-        parent_entries.map(|e| (keys, e))
-    })?;
+        parent_entries?
+    };
+    let pending_keys = opts
+        .pass
+        .clone()
+        .map(|p| PendingKeys::spawn(p, salt, iterations));
 
+    tracing::debug!(elapsed = ?started.elapsed(), level = plan.level, "planned; keys derived, parent index loaded");
     let counters = Arc::new(Counters::default());
     let _progress = Progress::start("backing up", counters.clone(), opts.progress);
     let written = Mutex::new(Vec::new());
@@ -192,13 +197,14 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         let writer = SegmentWriter {
             storage: &storage,
             prefix: dir.clone(),
-            keys: keys.clone(),
+            keys: pending_keys.clone(),
             dry_run: opts.dry_run,
         };
         let chunk = raw_chunk_size(opts.codec, opts.max_segment_size);
         let out = pipeline::run(opts.codec, opts.level, chunk, writer, &written, |sink| {
             let mut producer = Producer::new(
                 sink,
+                (source.clone(), source_meta.is_dir()),
                 backup_id.clone(),
                 parent_entries,
                 opts.dereference,
@@ -210,12 +216,22 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             walker
                 .join()
                 .unwrap_or_else(|_| Err(Error::failure("the walk thread panicked")))?;
+            tracing::debug!(elapsed = ?started.elapsed(), "walk consumed");
             producer.finish()?;
-            Ok((producer.entries, producer.warnings, producer.unreadable))
+            let (entries, files) = (producer.index.entries, producer.index.files);
+            let index_bytes = producer.index.finish()?;
+            Ok((
+                index_bytes,
+                entries,
+                files,
+                producer.warnings,
+                producer.unreadable,
+            ))
         })?;
-        let (entries, warnings, unreadable) = out.produced;
+        let (mut index_bytes, entries, files, warnings, unreadable) = out.produced;
+        let keys: Option<Keys> = pending_keys.as_ref().map(|k| k.get().clone());
+        tracing::debug!(elapsed = ?started.elapsed(), segments = out.segments.len(), "archive stored");
 
-        let mut index_bytes = index::encode(&backup_id, &entries)?;
         if let Some(k) = &keys {
             k.encrypt_index(&mut index_bytes);
         }
@@ -223,13 +239,9 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             size: index_bytes.len() as u64,
             tag: crypto::index_tag(keys.as_ref(), &index_bytes),
         };
-        let files = entries
-            .iter()
-            .filter(|e| e.kind == index::EntryType::File)
-            .count() as u64;
         let bytes_stored = out.segments.iter().map(|s| s.size).sum::<u64>() + index_ref.size;
         let totals = Totals {
-            entries: entries.len() as u64,
+            entries,
             files,
             bytes_read: counters
                 .bytes_read
@@ -276,11 +288,15 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(index_key.clone());
             storage.put(&index_key, &index_bytes)?;
+            tracing::debug!(elapsed = ?started.elapsed(), "index stored");
+            // Segments and index must be durable before the manifest makes them a backup.
+            storage.sync(&written.lock().unwrap_or_else(|p| p.into_inner()))?;
+            tracing::debug!(elapsed = ?started.elapsed(), "segments and index synced");
             // The commit point: from here on the backup exists.
-            storage.put(
-                &format!("{dir}/manifest.json"),
-                &manifest.to_json(keys.as_ref()),
-            )?;
+            let manifest_key = format!("{dir}/manifest.json");
+            storage.put(&manifest_key, &manifest.to_json(keys.as_ref()))?;
+            storage.sync(&[manifest_key])?;
+            tracing::debug!(elapsed = ?started.elapsed(), "manifest committed");
         }
         Ok(BackupReport {
             backup_id: backup_id.clone(),

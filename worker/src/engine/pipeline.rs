@@ -3,7 +3,7 @@
 //! segments. Stages are joined by bounded channels, so memory stays at a few chunks.
 
 use crate::codec::{ChunkCompressor, Codec};
-use crate::crypto::{self, Keys, SegmentEncryptor};
+use crate::crypto::{self, SegmentEncryptor};
 use crate::error::{Error, Result};
 use crate::manifest::Segment;
 use crate::storage::Storage;
@@ -115,8 +115,8 @@ pub struct SegmentWriter<'a> {
     pub storage: &'a dyn Storage,
     /// Key prefix of the backup directory (segments go to `<prefix>/data/NNNNNNNN`).
     pub prefix: String,
-    /// Keys when the backup is encrypted.
-    pub keys: Option<Keys>,
+    /// Keys when the backup is encrypted (possibly still being derived).
+    pub keys: Option<std::sync::Arc<crate::crypto::PendingKeys>>,
     /// Compute everything but store nothing.
     pub dry_run: bool,
 }
@@ -236,7 +236,10 @@ fn write_segments(
     results: Receiver<(u64, u64, Vec<u8>)>,
     written: &Mutex<Vec<String>>,
 ) -> Result<Vec<Segment>> {
-    let mut enc = w.keys.clone().map(SegmentEncryptor::new);
+    let mut enc = w
+        .keys
+        .as_ref()
+        .map(|k| SegmentEncryptor::new(k.get().clone()));
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut segments = Vec::new();

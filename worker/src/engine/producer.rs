@@ -3,27 +3,29 @@
 
 use super::pipeline::ChunkSink;
 use super::tarfmt;
-use super::walk::{Dereference, Item, Walked};
+use super::walk::{Dereference, Item, Stat, Walked};
 use crate::error::{Error, Result};
-use crate::index::{nanos, BytePath, Entry, EntryType};
+use crate::index::{nanos, BytePath, Entry, EntryType, IndexWriter};
 use crate::progress::Counters;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// State of one backup's walk.
 pub struct Producer<'a> {
     sink: &'a mut ChunkSink,
+    /// `--path-to-backup`, and whether it is a directory (else a single file).
+    root: (PathBuf, bool),
     backup_id: Arc<str>,
     parent: HashMap<Vec<u8>, Entry>,
     deref: Dereference,
     counters: &'a Counters,
-    /// The new index, in walk order.
-    pub entries: Vec<Entry>,
+    /// The new index, encoded as the walk goes.
+    pub index: IndexWriter,
     /// (dev, ino) of multiply-linked files already seen → (path, stored in this archive).
     links: HashMap<(u64, u64), (Vec<u8>, bool)>,
     names: NameCache,
@@ -71,6 +73,7 @@ impl<'a> Producer<'a> {
     /// Starts a walk for backup `backup_id` against the parent's index entries.
     pub fn new(
         sink: &'a mut ChunkSink,
+        root: (PathBuf, bool),
         backup_id: String,
         parent: Vec<Entry>,
         deref: Dereference,
@@ -78,11 +81,23 @@ impl<'a> Producer<'a> {
     ) -> Self {
         Producer {
             sink,
-            backup_id: backup_id.into(),
-            parent: parent.into_iter().map(|e| (e.path.0.clone(), e)).collect(),
+            root,
+            backup_id: backup_id.as_str().into(),
+            // Keyed by path; the path moves into the key and what change detection does not
+            // compare is dropped, so the parent index costs little memory.
+            parent: parent
+                .into_iter()
+                .map(|mut e| {
+                    let path = std::mem::take(&mut e.path.0);
+                    e.xattrs = Vec::new();
+                    e.user = None;
+                    e.group = None;
+                    (path, e)
+                })
+                .collect(),
             deref,
             counters,
-            entries: Vec::new(),
+            index: IndexWriter::spawn(backup_id.to_string()),
             links: HashMap::new(),
             names: NameCache::default(),
             warnings: Vec::new(),
@@ -90,43 +105,36 @@ impl<'a> Producer<'a> {
         }
     }
 
-    fn entry_from(&mut self, rel: &[u8], meta: &Metadata) -> Option<Entry> {
-        let ft = meta.file_type();
-        let kind = if ft.is_file() {
-            EntryType::File
-        } else if ft.is_dir() {
-            EntryType::Dir
-        } else if ft.is_symlink() {
-            EntryType::Symlink
-        } else if ft.is_fifo() {
-            EntryType::Fifo
-        } else if ft.is_char_device() {
-            EntryType::Char
-        } else if ft.is_block_device() {
-            EntryType::Block
-        } else {
-            return None; // sockets are not archived, as tar does
+    fn entry_from(&mut self, rel: &[u8], meta: &Stat) -> Option<Entry> {
+        let kind = match meta.mode & libc::S_IFMT {
+            libc::S_IFREG => EntryType::File,
+            libc::S_IFDIR => EntryType::Dir,
+            libc::S_IFLNK => EntryType::Symlink,
+            libc::S_IFIFO => EntryType::Fifo,
+            libc::S_IFCHR => EntryType::Char,
+            libc::S_IFBLK => EntryType::Block,
+            _ => return None, // sockets are not archived, as tar does
         };
         Some(Entry {
             path: BytePath(rel.to_vec()),
             kind,
             size: if kind == EntryType::File {
-                meta.size()
+                meta.size
             } else {
                 0
             },
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            user: self.names.user(meta.uid()),
-            group: self.names.group(meta.gid()),
-            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
-            ino: meta.ino(),
-            dev: meta.dev(),
-            nlink: meta.nlink(),
+            mode: meta.mode & 0o7777,
+            uid: meta.uid,
+            gid: meta.gid,
+            user: self.names.user(meta.uid),
+            group: self.names.group(meta.gid),
+            mtime_ns: nanos(meta.mtime.0, meta.mtime.1),
+            ctime_ns: nanos(meta.ctime.0, meta.ctime.1),
+            ino: meta.ino,
+            dev: meta.dev,
+            nlink: meta.nlink,
             link: None,
-            rdev: matches!(kind, EntryType::Char | EntryType::Block).then(|| meta.rdev()),
+            rdev: matches!(kind, EntryType::Char | EntryType::Block).then_some(meta.rdev),
             xattrs: Vec::new(),
             stored_in: None,
             incomplete: false,
@@ -153,7 +161,7 @@ impl<'a> Producer<'a> {
         };
         // Describe the file we actually opened, not what lstat saw a moment earlier.
         if let Ok(meta) = file.metadata() {
-            if let Some(fresh) = self.entry_from(&entry.path.0, &meta) {
+            if let Some(fresh) = self.entry_from(&entry.path.0, &Stat::from(&meta)) {
                 if fresh.kind != EntryType::File {
                     self.warn(format!(
                         "{}: changed type while being read; skipped",
@@ -206,7 +214,7 @@ impl<'a> Producer<'a> {
             self.links
                 .insert((entry.dev, entry.ino), (entry.path.0.clone(), true));
         }
-        self.entries.push(entry);
+        self.index.push(entry)?;
         Ok(())
     }
 
@@ -221,6 +229,16 @@ fn libc_o_nofollow() -> i32 {
 }
 
 impl Producer<'_> {
+    /// Absolute path of a walked entry.
+    fn abs_of(&self, rel: &[u8]) -> PathBuf {
+        let (root, is_dir) = &self.root;
+        if !*is_dir || rel == b"." {
+            root.clone()
+        } else {
+            root.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
     /// Adds the next walked entry: to the index, and to the archive when it changed.
     pub fn add(&mut self, walked: Walked) -> Result<()> {
         if crate::interrupted() {
@@ -235,12 +253,12 @@ impl Producer<'_> {
         };
         let Item {
             rel,
-            abs,
-            meta,
+            stat,
             xattrs,
             link,
         } = found;
-        let Some(mut entry) = self.entry_from(&rel, &meta) else {
+        let abs = self.abs_of(&rel);
+        let Some(mut entry) = self.entry_from(&rel, &stat) else {
             return Ok(());
         };
         self.counters.entries.fetch_add(1, Ordering::Relaxed);
@@ -265,7 +283,7 @@ impl Producer<'_> {
                     tarfmt::append_header(&mut header, &entry, &archive_name(&entry), 0);
                     self.sink.write(&header)?;
                 }
-                self.entries.push(entry);
+                self.index.push(entry)?;
                 return Ok(());
             }
         }
@@ -273,16 +291,16 @@ impl Producer<'_> {
             .parent
             .get(&rel)
             .filter(|old| entry.unchanged_since(old))
-            .cloned();
+            .map(|old| old.stored_in.clone());
         match entry.kind {
             EntryType::File => match unchanged {
-                Some(old) => {
-                    entry.stored_in = old.stored_in;
+                Some(stored_in) => {
+                    entry.stored_in = stored_in;
                     if entry.nlink > 1 && !self.deref.splits_hardlinks() {
                         self.links
                             .insert((entry.dev, entry.ino), (entry.path.0.clone(), false));
                     }
-                    self.entries.push(entry);
+                    self.index.push(entry)?;
                 }
                 None => self.store_file(entry, &abs)?,
             },
@@ -292,7 +310,7 @@ impl Producer<'_> {
                 let mut header = Vec::with_capacity(1024);
                 tarfmt::append_header(&mut header, &entry, &archive_name(&entry), 0);
                 self.sink.write(&header)?;
-                self.entries.push(entry);
+                self.index.push(entry)?;
             }
         }
         Ok(())

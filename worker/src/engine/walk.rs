@@ -203,14 +203,57 @@ fn walk_dir(
     Ok(())
 }
 
+/// The fields of a stat that the index keeps: a compact copy, so that walked entries waiting in
+/// the channel cost little memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `st_mode`: type and permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// Change time, seconds and nanoseconds.
+    pub ctime: (i64, i64),
+    /// Inode.
+    pub ino: u64,
+    /// Device.
+    pub dev: u64,
+    /// Link count.
+    pub nlink: u64,
+    /// Device number of device files.
+    pub rdev: u64,
+}
+
+impl From<&Metadata> for Stat {
+    fn from(m: &Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+            dev: m.dev(),
+            nlink: m.nlink(),
+            rdev: m.rdev(),
+        }
+    }
+}
+
 /// One walked entry with everything the backup needs from the filesystem except file content.
 pub struct Item {
-    /// Path relative to the root (`.` for the root directory itself).
+    /// Path relative to the root (`.` for the root directory itself, the file name for a
+    /// single-file backup).
     pub rel: Vec<u8>,
-    /// Absolute path.
-    pub abs: PathBuf,
     /// lstat (or stat) of the entry.
-    pub meta: Metadata,
+    pub stat: Stat,
     /// Extended attributes (name, hex value), sorted.
     pub xattrs: Vec<(BytePath, String)>,
     /// Symlink target, for symlinks.
@@ -250,9 +293,8 @@ impl Visitor for Sending {
             .then(|| std::fs::read_link(found.abs));
         let item = Item {
             rel: found.rel.to_vec(),
-            abs: found.abs.to_path_buf(),
             xattrs: read_xattrs(found.abs),
-            meta: found.meta,
+            stat: Stat::from(&found.meta),
             link,
         };
         self.0
@@ -272,10 +314,16 @@ pub fn spawn(
     excludes: Excludes,
     skip: Option<PathBuf>,
 ) -> (Receiver<Walked>, std::thread::JoinHandle<Result<()>>) {
-    let (tx, rx) = bounded(16_384);
-    let handle = std::thread::spawn(move || {
-        walk_skipping(&root, deref, &excludes, skip.as_deref(), &mut Sending(tx))
-    });
+    let (tx, rx) = bounded(32_768);
+    let handle = std::thread::Builder::new()
+        .name("walk".into())
+        .spawn(move || {
+            let t = std::time::Instant::now();
+            let r = walk_skipping(&root, deref, &excludes, skip.as_deref(), &mut Sending(tx));
+            tracing::debug!(took = ?t.elapsed(), "walk finished");
+            r
+        });
+    let handle = handle.expect("a thread can be spawned");
     (rx, handle)
 }
 
