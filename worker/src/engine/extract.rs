@@ -364,17 +364,31 @@ impl<'f> SparseWriter<'f> {
         SparseWriter { file, pos: 0 }
     }
 
-    /// Writes the next piece of content.
+    /// Writes the next piece of content: runs of data in one `pwrite` each, skipping whole
+    /// 4 KiB blocks of zeros.
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         const HOLE: usize = 4096;
-        for piece in data.chunks(HOLE) {
-            if piece.len() == HOLE && piece.iter().all(|b| *b == 0) {
-                self.pos += HOLE as u64;
-                continue;
+        let mut run_start = 0;
+        let mut i = 0;
+        while i < data.len() {
+            // Blocks are aligned to the file offset, as the filesystem's are.
+            let to_boundary = HOLE - ((self.pos + i as u64) % HOLE as u64) as usize;
+            let end = (i + to_boundary).min(data.len());
+            let block = &data[i..end];
+            if block.len() == HOLE && block.iter().all(|b| *b == 0) {
+                if run_start < i {
+                    self.file
+                        .write_all_at(&data[run_start..i], self.pos + run_start as u64)?;
+                }
+                run_start = end;
             }
-            self.file.write_all_at(piece, self.pos)?;
-            self.pos += piece.len() as u64;
+            i = end;
         }
+        if run_start < data.len() {
+            self.file
+                .write_all_at(&data[run_start..], self.pos + run_start as u64)?;
+        }
+        self.pos += data.len() as u64;
         Ok(())
     }
 
@@ -388,6 +402,27 @@ impl<'f> SparseWriter<'f> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_writer_keeps_content_and_makes_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let mut data = vec![0u8; 1 << 20];
+        data[5000..5003].copy_from_slice(b"abc");
+        data[(1 << 20) - 1] = 7;
+        let mut w = SparseWriter::new(&file);
+        for piece in data.chunks(70_000) {
+            w.write(piece).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), 1 << 20);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert!(
+            file.metadata().unwrap().blocks() * 512 < (1 << 19),
+            "holes were made"
+        );
+    }
 
     #[test]
     fn validate_path_refuses_escapes() {
