@@ -73,6 +73,21 @@ pub enum EntryType {
     Block,
 }
 
+impl EntryType {
+    /// The type of an `st_mode`; `None` for sockets, which are not archived (as tar does).
+    pub fn from_mode(mode: u32) -> Option<EntryType> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => EntryType::File,
+            libc::S_IFDIR => EntryType::Dir,
+            libc::S_IFLNK => EntryType::Symlink,
+            libc::S_IFIFO => EntryType::Fifo,
+            libc::S_IFCHR => EntryType::Char,
+            libc::S_IFBLK => EntryType::Block,
+            _ => return None,
+        })
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

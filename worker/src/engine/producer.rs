@@ -106,15 +106,7 @@ impl<'a> Producer<'a> {
     }
 
     fn entry_from(&mut self, rel: &[u8], meta: &Stat) -> Option<Entry> {
-        let kind = match meta.mode & libc::S_IFMT {
-            libc::S_IFREG => EntryType::File,
-            libc::S_IFDIR => EntryType::Dir,
-            libc::S_IFLNK => EntryType::Symlink,
-            libc::S_IFIFO => EntryType::Fifo,
-            libc::S_IFCHR => EntryType::Char,
-            libc::S_IFBLK => EntryType::Block,
-            _ => return None, // sockets are not archived, as tar does
-        };
+        let kind = EntryType::from_mode(meta.mode)?;
         Some(Entry {
             path: BytePath(rel.to_vec()),
             kind,

@@ -315,21 +315,8 @@ impl Visitor for Live {
 }
 
 fn live_type(m: &std::fs::Metadata) -> EntryType {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = m.file_type();
-    if ft.is_dir() {
-        EntryType::Dir
-    } else if ft.is_symlink() {
-        EntryType::Symlink
-    } else if ft.is_fifo() {
-        EntryType::Fifo
-    } else if ft.is_char_device() {
-        EntryType::Char
-    } else if ft.is_block_device() {
-        EntryType::Block
-    } else {
-        EntryType::File
-    }
+    // A socket is reported as a file: it is never in a backup, so it shows as a difference.
+    EntryType::from_mode(m.mode()).unwrap_or(EntryType::File)
 }
 
 /// Compares the backup's recorded state with the live tree `live`, per entry, naming differences.
