@@ -420,6 +420,49 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Arguments of `<cmd> --container C --backup-name N --hostname H --json` followed by `extra`,
+    /// for the commands that take a backup name (`verify`, `info`, `prune`).
+    pub fn cmd_args<S: AsRef<OsStr>>(&self, cmd: &str, extra: &[S]) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![
+            cmd.into(),
+            "--container".into(),
+            self.container.clone().into(),
+            "--backup-name".into(),
+            self.name.clone().into(),
+            "--hostname".into(),
+            HOST.into(),
+            "--json".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.as_ref().to_os_string()));
+        a
+    }
+
+    /// `prune --json` of this fixture's name with `extra` (the policy); whatever its exit code.
+    pub fn prune<S: AsRef<OsStr>>(&self, extra: &[S]) -> Out {
+        run(self.cmd_args("prune", extra))
+    }
+
+    /// `verify --json` of this fixture's name with `extra`; whatever its exit code.
+    pub fn verify<S: AsRef<OsStr>>(&self, extra: &[S]) -> Out {
+        run(self.cmd_args("verify", extra))
+    }
+
+    /// `info --json` of this fixture's name with `extra`; whatever its exit code.
+    pub fn info<S: AsRef<OsStr>>(&self, extra: &[S]) -> Out {
+        run(self.cmd_args("info", extra))
+    }
+
+    /// The ids `list --json` shows for this fixture's name, oldest first.
+    #[track_caller]
+    pub fn listed_ids(&self) -> Vec<String> {
+        self.list()
+            .iter()
+            .map(|b| b["backup_id"].as_str().expect("backup_id").to_string())
+            .collect()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Data
 // ---------------------------------------------------------------------------------------------------
@@ -1309,6 +1352,90 @@ pub fn wait_for_next_backup(id: &str) {
     }
 }
 
+/// Sleeps until the wall clock is at least `seconds` whole seconds after the second backup `id` falls
+/// in (plus a small margin): with `seconds = 1` the next backup lands in a second of its own, so that
+/// [`date_of_backup`] selects it; with 2 or more, the seconds in between hold no backup.
+pub fn wait_for_second_after(id: &str, seconds: u64) {
+    let target =
+        Duration::from_secs(parse_backup_id(id).0 as u64 + seconds) + Duration::from_millis(20);
+    loop {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if now >= target {
+            return;
+        }
+        std::thread::sleep(target - now);
+    }
+}
+
+/// `YYYY-MM-DDThh:mm:ss` of the second backup `id` was taken in: as `--restore-from-date` (inclusive of
+/// its whole second) it selects `id` when no later backup shares that second.
+pub fn date_of_backup(id: &str) -> String {
+    format_date(parse_backup_id(id).0)
+}
+
+/// The backup id (`YYYYMMDDTHHMMSS.ffffffZ`) of `secs` since the epoch and `micros`.
+pub fn format_backup_id(secs: i64, micros: u32) -> String {
+    let d = format_date(secs).replace(['-', ':'], "");
+    format!("{d}.{micros:06}Z")
+}
+
+/// The manifest time form (`YYYY-MM-DDThh:mm:ss.ffffffZ`) of `secs` and `micros`.
+pub fn format_rfc3339_micros(secs: i64, micros: u32) -> String {
+    format!("{}.{micros:06}Z", format_date(secs))
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// Sets the mtime of every file and directory below (and including) `root` to `secs_ago` seconds
+/// before now, without following symlinks: makes debris look old.
+pub fn age_tree(root: &Path, secs_ago: i64) {
+    let t = now_micros() / 1_000_000 - secs_ago;
+    fn walk(p: &Path, t: i64) {
+        let md = fs::symlink_metadata(p).unwrap();
+        if md.is_dir() {
+            for e in fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), t);
+            }
+        }
+        set_mtime(p, t, 0);
+    }
+    walk(root, t);
+}
+
+/// `cp -a from to`: a copy with modes, owners, times, links and xattrs.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// Total size of the regular files below `root` (0 when it does not exist).
+pub fn tree_bytes(root: &Path) -> u64 {
+    let Ok(md) = fs::symlink_metadata(root) else {
+        return 0;
+    };
+    if md.is_dir() {
+        fs::read_dir(root)
+            .unwrap()
+            .map(|e| tree_bytes(&e.unwrap().path()))
+            .sum()
+    } else if md.is_file() {
+        md.len()
+    } else {
+        0
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Mounts
 // ---------------------------------------------------------------------------------------------------
@@ -1408,16 +1535,6 @@ pub fn can_run_as_nobody() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn copy_tree(from: &Path, to: &Path) {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .status()
-            .expect("cp");
-        assert!(st.success());
-    }
 
     #[test]
     fn snapshot_of_identical_copy_matches_and_every_change_is_caught() {
@@ -1536,6 +1653,12 @@ mod tests {
     fn dates_round_trip() {
         let (s, us) = parse_backup_id("20261125T135256.123456Z");
         assert_eq!(us, 123_456);
+        assert_eq!(format_backup_id(s, us), "20261125T135256.123456Z");
+        assert_eq!(format_rfc3339_micros(s, 7), "2026-11-25T13:52:56.000007Z");
+        assert_eq!(
+            date_of_backup("20261125T135256.123456Z"),
+            "2026-11-25T13:52:56"
+        );
         assert_eq!(format_date(s), "2026-11-25T13:52:56");
         assert_eq!(
             restore_date_for("20261231T235959.999999Z"),

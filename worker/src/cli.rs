@@ -382,7 +382,7 @@ fn run_prune(a: PruneArgs) -> Result<i32> {
             before: a
                 .remove_from_date
                 .as_deref()
-                .map(Timestamp::parse_user_date)
+                .map(Timestamp::parse_user_date_start)
                 .transpose()?,
             last: a.keep_last,
             hourly: a.keep_hourly,

@@ -47,9 +47,18 @@ impl Timestamp {
         })
     }
 
-    /// Parses a user's `--restore-from-date`: `YYYY-MM-DDThh:mm:ss` with an optional `Z`
-    /// (both taken as UTC, as OpenStack Freezer 19 does), or RFC 3339 with an offset.
+    /// Parses a user's `--restore-from-date` as an inclusive bound: the whole named second counts
+    /// ("at or before 12:00:00" includes a backup at 12:00:00.7).
     pub fn parse_user_date(s: &str) -> Result<Self> {
+        Self::parse_user_date_start(s).map(|t| Timestamp {
+            micros: t.micros + 999_999,
+        })
+    }
+
+    /// Parses a user's date as the start of its second (`--remove-from-date`: "taken before"):
+    /// `YYYY-MM-DDThh:mm:ss` with an optional `Z` (both taken as UTC, as OpenStack Freezer 19
+    /// does), or RFC 3339 with an offset.
+    pub fn parse_user_date_start(s: &str) -> Result<Self> {
         let bad = || {
             Error::usage(format!(
                 "invalid date {s:?}: expected YYYY-MM-DDThh:mm:ss (UTC), optionally ending in Z"
@@ -62,9 +71,8 @@ impl Timestamp {
             Err(_) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .map_err(|_| bad())?,
         };
-        // The whole second is inclusive: a backup at 12:00:00.7 is "at or before 12:00:00".
         Ok(Timestamp {
-            micros: (dt.unix_timestamp_nanos() / 1000) as i64 + 999_999,
+            micros: (dt.unix_timestamp_nanos() / 1000) as i64,
         })
     }
 

@@ -236,6 +236,7 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
             for dir in &debris_dirs {
                 delete_objects(&storage, dirs.get(dir))?;
             }
+            storage.tidy(&format!("{hn}/"))?;
         }
         report.names.push(nr);
     }

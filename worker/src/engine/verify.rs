@@ -111,13 +111,14 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     report.damaged.dedup();
 
     // Manifest tags: the passphrase check for encrypted backups.
+    // Per backup: None when its manifest failed, Some(None) when unencrypted or no key was given.
     let keys: Vec<Option<Option<Keys>>> = std::thread::scope(|s| {
         let hs: Vec<_> = scope
             .iter()
             .map(|r| {
                 let storage = &storage;
                 s.spawn(move || match (&r.manifest.encryption, &opts.pass) {
-                    (Some(_), None) => Ok(None),
+                    (Some(_), None) => Ok(Some(None)),
                     _ => reader::open_keys(&**storage, r, opts.pass.as_deref()).map(Some),
                 })
             })

@@ -178,6 +178,27 @@ impl Storage for LocalStorage {
         Ok(())
     }
 
+    fn tidy(&self, prefix: &str) -> Result<()> {
+        fn prune_empty(dir: &Path) -> bool {
+            let Ok(rd) = fs::read_dir(dir) else {
+                return false;
+            };
+            let mut empty = true;
+            for ent in rd.flatten() {
+                let is_dir = ent.file_type().is_ok_and(|t| t.is_dir());
+                if !(is_dir && prune_empty(&ent.path()) && fs::remove_dir(ent.path()).is_ok()) {
+                    empty = false;
+                }
+            }
+            empty
+        }
+        let dir = self.path(prefix.trim_end_matches('/'));
+        if dir != self.root && dir.is_dir() {
+            prune_empty(&dir);
+        }
+        Ok(())
+    }
+
     fn describe(&self, key: &str) -> String {
         self.path(key).display().to_string()
     }

@@ -34,6 +34,11 @@ pub trait Storage: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+    /// Removes empty directories left under `prefix` (a backup killed right after creating its
+    /// directory leaves one). Object stores have no directories: the default does nothing.
+    fn tidy(&self, _prefix: &str) -> Result<()> {
+        Ok(())
+    }
     /// A human-readable location of `key`, for messages.
     fn describe(&self, key: &str) -> String;
 }
