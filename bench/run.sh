@@ -142,10 +142,16 @@ record() {
 
 # warm PATH...: read every byte once so that each tool starts with a warm page cache. (GNU tar does not
 # read file contents when its archive is /dev/null, hence the pipe through cat.) Then flush dirty pages
-# (`sync`) so that no tool pays for the write-back of the one measured before it.
+# (`sync`) so that no tool pays for the write-back of the one measured before it; as root the page
+# cache is dropped first, so every tool starts from the same state.
 warm() {
     local p
     sync
+    # As root, also drop the page cache so that every tool starts from the same memory state (the
+    # first write-heavy run after the backups otherwise pays for reclaiming their cache).
+    if [[ -w /proc/sys/vm/drop_caches ]]; then
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
     for p in "$@"; do
         if [[ -d $p ]]; then
             tar -C "$p" -cf - . | cat >/dev/null
@@ -370,7 +376,11 @@ main() {
     say "  gzip:           $(gzip --version | head -n1)"
     say "  openssl:        $(openssl version)"
     say "  tar:            $(tar --version | head -n1)"
-    say "Page cache: not dropped (no privileges assumed); every input is read once right before each"
+    if [[ -w /proc/sys/vm/drop_caches ]]; then
+        say "Page cache: synced and dropped before each measurement (root), then every input is read once"
+    else
+        say "Page cache: synced, not dropped (not root); every input is read once right before each"
+    fi
     say "measurement (dataset before a backup, repository or archive before a restore), so all tools start warm."
 
     printf 'set\ttool\top\trc\twall\tuser\tsys\trss_kib\tstored_bytes\tdata_bytes\tcheck\n' >"$RESULTS"
