@@ -377,7 +377,7 @@ main() {
     say "  openssl:        $(openssl version)"
     say "  tar:            $(tar --version | head -n1)"
     if [[ -w /proc/sys/vm/drop_caches ]]; then
-        say "Page cache: synced and dropped before each measurement (root), then every input is read once"
+        say "Page cache: synced and dropped before each measurement (root), then every input is read once right before each"
     else
         say "Page cache: synced, not dropped (not root); every input is read once right before each"
     fi

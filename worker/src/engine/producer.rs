@@ -141,7 +141,8 @@ impl<'a> Producer<'a> {
     fn store_file(&mut self, mut entry: Entry, abs: &Path) -> Result<()> {
         let mut opts = std::fs::OpenOptions::new();
         opts.read(true);
-        if !self.deref.follows_symlinks() {
+        // A single-file --path-to-backup is followed like a root directory is.
+        if !self.deref.follows_symlinks() && self.root.1 {
             opts.custom_flags(libc_o_nofollow());
         }
         let mut file = match opts.open(abs) {

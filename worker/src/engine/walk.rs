@@ -117,7 +117,9 @@ pub fn walk_skipping(
     skip: Option<&Path>,
     v: &mut dyn Visitor,
 ) -> Result<()> {
-    let meta = stat(root, deref).map_err(|e| {
+    // The root itself is always followed, as `cd PATH && tar .` does: a --path-to-backup that is
+    // a symlink to a directory backs up the directory.
+    let meta = std::fs::metadata(root).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::not_found(format!(
                 "--path-to-backup {} does not exist",
