@@ -1497,7 +1497,9 @@ fn prune_acts_per_backup_name_or_on_all_names() {
 // ---------------------------------------------------------------------------------------------------
 
 #[test]
-fn prune_and_list_of_10000_backups_are_fast() {
+fn prune_and_list_of_10000_backups() {
+    // Correctness at scale only: the times are printed (run with --nocapture), not asserted; speed
+    // is measured by bench/, not by timed tests, which would fail on a loaded machine.
     const N: usize = 10_000;
     let fx = Fixture::new("many");
     let (s, dir, m) = template_backup(&fx);
@@ -1525,10 +1527,6 @@ fn prune_and_list_of_10000_backups_are_fast() {
     eprintln!("10,000 backups: list --json took {list_secs:.2} s");
     assert_eq!(list.len(), N);
     assert!(list.iter().all(|b| b["restorable"] == true));
-    assert!(
-        list_secs < 30.0,
-        "list of 10,000 backups took {list_secs:.1} s"
-    );
 
     let t = Instant::now();
     let out = fx.prune(&["--keep-last", "10"]);
@@ -1541,10 +1539,6 @@ fn prune_and_list_of_10000_backups_are_fast() {
     assert_eq!(
         kept_reasons(nr).keys().cloned().collect::<Vec<_>>(),
         &ids[N - 10..]
-    );
-    assert!(
-        prune_secs < 30.0,
-        "prune of 10,000 backups took {prune_secs:.1} s"
     );
     assert_eq!(fx.listed_ids(), &ids[N - 10..]);
     assert_eq!(
