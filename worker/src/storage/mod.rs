@@ -2,8 +2,10 @@
 //! object operations on `/`-separated keys relative to the container; backends implement it.
 
 mod local;
+mod s3;
 
 pub use local::LocalStorage;
+pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
 
 use crate::error::Result;
 
