@@ -127,8 +127,6 @@ pub struct PipelineOutput<T> {
     pub produced: T,
     /// The segments, in order.
     pub segments: Vec<Segment>,
-    /// Keys of the objects written (for cleanup when the backup fails later).
-    pub written: Vec<String>,
 }
 
 fn record(slot: &Mutex<Option<Error>>, e: Error) {
@@ -139,14 +137,14 @@ fn record(slot: &Mutex<Option<Error>>, e: Error) {
 }
 
 /// Runs `produce` against a sink and stores what it writes as compressed, sealed segments.
-/// On failure, returns the first real error and the keys already written (in the error path the
-/// caller deletes them).
+/// Every key written is recorded in `written` as it is written, so the caller can delete them if
+/// the backup fails (here or later); on failure the first real error is returned.
 pub fn run<T: Send>(
     codec: Codec,
     level: i32,
     chunk: usize,
     writer: SegmentWriter<'_>,
-    written_on_error: &Mutex<Vec<String>>,
+    written: &Mutex<Vec<String>>,
     produce: impl FnOnce(&mut ChunkSink) -> Result<T> + Send,
 ) -> Result<PipelineOutput<T>> {
     let workers = std::thread::available_parallelism()
@@ -187,7 +185,7 @@ pub fn run<T: Send>(
         let writer_handle = {
             let first_error = &first_error;
             s.spawn(move || -> Option<Vec<Segment>> {
-                match write_segments(writer, res_rx, written_on_error) {
+                match write_segments(writer, res_rx, written) {
                     Ok(segs) => Some(segs),
                     Err(e) => {
                         record(first_error, e);
@@ -220,15 +218,7 @@ pub fn run<T: Send>(
     let (produced, segments) = out;
     let produced = produced?;
     let segments = segments.ok_or_else(|| Error::failure("segment writer failed"))?;
-    let written = written_on_error
-        .lock()
-        .map(|w| w.clone())
-        .unwrap_or_default();
-    Ok(PipelineOutput {
-        produced,
-        segments,
-        written,
-    })
+    Ok(PipelineOutput { produced, segments })
 }
 
 fn write_segments(
