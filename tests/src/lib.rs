@@ -334,19 +334,8 @@ impl Fixture {
 
     /// Arguments of `backup --json` of `path` into this fixture's container and name.
     pub fn backup_args<S: AsRef<OsStr>>(&self, path: &Path, extra: &[S]) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec![
-            "backup".into(),
-            "--path-to-backup".into(),
-            path.into(),
-            "--container".into(),
-            self.container.clone().into(),
-            "--backup-name".into(),
-            self.name.clone().into(),
-            "--hostname".into(),
-            HOST.into(),
-            "--json".into(),
-        ];
-        a.extend(extra.iter().map(|s| s.as_ref().to_os_string()));
+        let mut a = self.cmd_args("backup", extra);
+        a.splice(1..1, ["--path-to-backup".into(), path.into()]);
         a
     }
 

@@ -185,6 +185,21 @@ impl fmt::Debug for S3Storage {
 }
 
 impl S3Storage {
+    /// Reads a GetObject response's body to the end.
+    async fn collect_body(
+        &self,
+        key: &str,
+        out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> Result<aws_sdk_s3::primitives::AggregatedBytes> {
+        out.body.collect().await.map_err(|e| {
+            Error::failure(format!(
+                "downloading {}: {}",
+                self.describe(key),
+                DisplayErrorContext(&e)
+            ))
+        })
+    }
+
     /// Builds a client for `config`. Makes no request: a missing bucket or bad credentials show
     /// up at the first operation.
     pub fn new(config: S3Config) -> Result<Self> {
@@ -461,13 +476,7 @@ impl Storage for S3Storage {
                 .send()
                 .await
                 .map_err(|e| self.error("downloading", Some(key), e))?;
-            let body = out.body.collect().await.map_err(|e| {
-                Error::failure(format!(
-                    "downloading {}: {}",
-                    self.describe(key),
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            let body = self.collect_body(key, out).await?;
             Ok(body.to_vec())
         })
     }
@@ -498,13 +507,7 @@ impl Storage for S3Storage {
                 }
                 Err(e) => return Err(self.error("downloading", Some(key), e)),
             };
-            let body = out.body.collect().await.map_err(|e| {
-                Error::failure(format!(
-                    "downloading {}: {}",
-                    self.describe(key),
-                    DisplayErrorContext(&e)
-                ))
-            })?;
+            let body = self.collect_body(key, out).await?;
             let mut bytes = body.to_vec();
             // A server that ignores Range sends the whole object.
             if bytes.len() as u64 > len {
