@@ -30,12 +30,13 @@ pub fn open_keys(storage: &dyn Storage, rec: &Record, pass: Option<&[u8]>) -> Re
     Ok(keys)
 }
 
-/// Derives and checks the keys of several backups at once (one KDF run per backup, in parallel).
-pub fn open_all_keys(
+/// Derives and checks the keys of several backups at once (one KDF run per backup, in parallel);
+/// one outcome per backup, in order.
+pub fn open_each_keys(
     storage: &dyn Storage,
     recs: &[&Record],
     pass: Option<&[u8]>,
-) -> Result<Vec<Option<Keys>>> {
+) -> Vec<Result<Option<Keys>>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = recs
             .iter()
@@ -49,6 +50,15 @@ pub fn open_all_keys(
             })
             .collect()
     })
+}
+
+/// Like [`open_each_keys`], failing on the first backup whose keys or manifest do not check out.
+pub fn open_all_keys(
+    storage: &dyn Storage,
+    recs: &[&Record],
+    pass: Option<&[u8]>,
+) -> Result<Vec<Option<Keys>>> {
+    open_each_keys(storage, recs, pass).into_iter().collect()
 }
 
 /// Reads, verifies, decrypts and parses a backup's index.

@@ -112,32 +112,21 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
 
     // Manifest tags: the passphrase check for encrypted backups.
     // Per backup: None when its manifest failed, Some(None) when unencrypted or no key was given.
-    let keys: Vec<Option<Option<Keys>>> = std::thread::scope(|s| {
-        let hs: Vec<_> = scope
-            .iter()
-            .map(|r| {
-                let storage = &storage;
-                s.spawn(move || match (&r.manifest.encryption, &opts.pass) {
-                    (Some(_), None) => Ok(Some(None)),
-                    _ => reader::open_keys(&**storage, r, opts.pass.as_deref()).map(Some),
-                })
+    let keys: Vec<Option<Option<Keys>>> =
+        reader::open_each_keys(&*storage, &scope, opts.pass.as_deref())
+            .into_iter()
+            .zip(&scope)
+            .map(|(k, r)| match (&r.manifest.encryption, &opts.pass, k) {
+                (Some(_), None, _) => Some(None),
+                (_, _, Ok(k)) => Some(k),
+                (_, _, Err(e)) => {
+                    report
+                        .damaged
+                        .push(format!("backup {}: {e}", r.manifest.backup_id));
+                    None
+                }
             })
             .collect();
-        hs.into_iter()
-            .zip(&scope)
-            .map(
-                |(h, r)| match h.join().unwrap_or_else(|_| Err(Error::failure("panicked"))) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        report
-                            .damaged
-                            .push(format!("backup {}: {e}", r.manifest.backup_id));
-                        None
-                    }
-                },
-            )
-            .collect()
-    });
 
     let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     for (r, k) in scope.iter().zip(&keys) {
