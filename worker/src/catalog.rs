@@ -33,6 +33,15 @@ pub fn name_prefix(hostname: &str, backup_name: &str) -> String {
     format!("{hostname}_{backup_name}")
 }
 
+/// The listing prefix for an optional host and name: one name's directory when both are known,
+/// else the whole container (the caller filters).
+pub fn listing_prefix(hostname: Option<&str>, backup_name: Option<&str>) -> String {
+    match (hostname, backup_name) {
+        (Some(h), Some(n)) => format!("{}/", name_prefix(h, n)),
+        _ => String::new(),
+    }
+}
+
 /// Whether `key` has the shape `<hn>/<chain>/<level>_<id>/manifest.json`.
 fn manifest_key_parts(key: &str) -> Option<(&str, &str, &str)> {
     let rest = key.strip_suffix("/manifest.json")?;

@@ -90,10 +90,7 @@ pub fn list(
         )));
     }
     let storage = LocalStorage::new(container);
-    let prefix = match (host, name) {
-        (Some(h), Some(n)) => format!("{}/", catalog::name_prefix(h, n)),
-        _ => String::new(),
-    };
+    let prefix = catalog::listing_prefix(host, name);
     let objects = storage.list(&prefix)?;
     let (records, damaged) = catalog::load_from(&storage, &objects)?;
     let restorable = catalog::restorable(&records, &objects);

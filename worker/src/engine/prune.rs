@@ -106,10 +106,7 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
         )));
     }
     let storage = LocalStorage::new(&opts.container);
-    let prefix = match (&opts.hostname, &opts.backup_name) {
-        (Some(h), Some(n)) => format!("{}/", name_prefix(h, n)),
-        _ => String::new(),
-    };
+    let prefix = catalog::listing_prefix(opts.hostname.as_deref(), opts.backup_name.as_deref());
     let objects = storage.list(&prefix)?;
     let now = Timestamp::now();
 
