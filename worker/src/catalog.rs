@@ -98,9 +98,11 @@ pub fn load_from(
         let Some((hn, chain, dir)) = manifest_key_parts(&obj.key) else {
             continue;
         };
+        let what = storage.describe(&obj.key);
+        let parse = |bytes: &[u8]| Manifest::parse(bytes, &what);
         let parsed = storage
-            .get(&obj.key)
-            .and_then(|bytes| Manifest::parse(&bytes, &storage.describe(&obj.key)));
+            .get_checked(&obj.key, &|bytes| parse(bytes).map(drop))
+            .and_then(|bytes| parse(&bytes));
         match parsed {
             Ok((manifest, raw)) => {
                 let time = Timestamp::parse_id(&manifest.backup_id);

@@ -281,6 +281,11 @@ fn check_name(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// The storage the location names (local only until the storage factory lands).
+fn open_storage(loc: &Location) -> std::sync::Arc<dyn crate::storage::Storage> {
+    std::sync::Arc::new(crate::storage::LocalStorage::new(&loc.container))
+}
+
 fn print_json<T: serde::Serialize>(v: &T) {
     println!(
         "{}",
@@ -301,8 +306,9 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 fn run_info(a: InfoArgs) -> Result<i32> {
-    let host = hostname(a.location.hostname);
-    let (rows, damaged) = list::list(&a.location.container, Some(&a.backup_name), Some(&host))?;
+    let host = hostname(a.location.hostname.clone());
+    let storage = open_storage(&a.location);
+    let (rows, damaged) = list::list(&*storage, Some(&a.backup_name), Some(&host))?;
     for d in &damaged {
         eprintln!("warning: {d}");
     }
@@ -318,7 +324,7 @@ fn run_info(a: InfoArgs) -> Result<i32> {
                 .map(|i| format!("{i} "))
                 .unwrap_or_default(),
             a.backup_name,
-            a.location.container.display()
+            storage.describe("")
         )));
     }
     if a.json {
@@ -369,12 +375,12 @@ fn run_prune(a: PruneArgs) -> Result<i32> {
         return Err(Error::usage("--debris-grace-hours must be 0 or more"));
     }
     // With a backup name and no host, the name is this machine's, as for backup and restore.
-    let host = match (&a.backup_name, a.location.hostname) {
+    let host = match (&a.backup_name, a.location.hostname.clone()) {
         (Some(_), h) => Some(hostname(h)),
         (None, h) => h,
     };
     let opts = PruneOptions {
-        container: a.location.container,
+        storage: open_storage(&a.location),
         backup_name: a.backup_name,
         hostname: host,
         policy: KeepPolicy {
@@ -448,8 +454,8 @@ fn run_verify(a: VerifyArgs) -> Result<i32> {
         (false, None) => ReadData::None,
     };
     let opts = VerifyOptions {
-        container: a.location.container,
-        hostname: hostname(a.location.hostname),
+        storage: open_storage(&a.location),
+        hostname: hostname(a.location.hostname.clone()),
         backup_name: a.backup_name,
         date: a
             .restore_from_date
@@ -502,7 +508,7 @@ fn run_verify(a: VerifyArgs) -> Result<i32> {
 }
 
 fn run_backup(a: BackupArgs) -> Result<i32> {
-    let host = hostname(a.location.hostname);
+    let host = hostname(a.location.hostname.clone());
     check_name("--hostname", &host)?;
     check_name("--backup-name", &a.backup_name)?;
     let level = a.compression_level.unwrap_or(a.compression.default_level());
@@ -521,7 +527,7 @@ fn run_backup(a: BackupArgs) -> Result<i32> {
     }
     let opts = BackupOptions {
         path_to_backup: a.path_to_backup,
-        container: a.location.container,
+        storage: open_storage(&a.location),
         backup_name: a.backup_name,
         hostname: host,
         codec: a.compression,
@@ -577,7 +583,7 @@ fn run_backup(a: BackupArgs) -> Result<i32> {
 }
 
 fn run_restore(a: RestoreArgs) -> Result<i32> {
-    let host = hostname(a.location.hostname);
+    let host = hostname(a.location.hostname.clone());
     let date = a
         .restore_from_date
         .as_deref()
@@ -591,7 +597,7 @@ fn run_restore(a: RestoreArgs) -> Result<i32> {
     let target = std::path::absolute(&a.restore_abs_path)
         .map_err(|e| Error::io(a.restore_abs_path.display(), e))?;
     let opts = RestoreOptions {
-        container: a.location.container,
+        storage: open_storage(&a.location),
         backup_name: a.backup_name,
         hostname: host,
         target,
@@ -627,7 +633,7 @@ fn run_restore(a: RestoreArgs) -> Result<i32> {
 
 fn run_list(a: ListArgs) -> Result<i32> {
     let (rows, damaged) = list::list(
-        &a.location.container,
+        &*open_storage(&a.location),
         a.backup_name.as_deref(),
         a.location.hostname.as_deref(),
     )?;

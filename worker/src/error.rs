@@ -40,6 +40,10 @@ pub struct Error {
     pub kind: ErrorKind,
     /// Human-readable message, already naming the path or object concerned.
     pub message: String,
+    /// The failure may go away by itself (a timeout, a reset connection, an HTTP 5xx, S3
+    /// `SlowDown`): a retry can help. Permanent failures (403, no such bucket, a full disk) are
+    /// not transient and fail at once.
+    pub transient: bool,
 }
 
 impl Error {
@@ -48,6 +52,15 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            transient: false,
+        }
+    }
+    /// A temporary failure that a retry may cure (network, server overload); exit code 1 when
+    /// the retries run out.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Error {
+            transient: true,
+            ..Self::failure(message)
         }
     }
     /// A generic failure.

@@ -2,11 +2,10 @@
 //! file count, as a table or as JSON.
 
 use crate::catalog::{self, Record};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::progress::human_bytes;
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::Storage;
 use serde::Serialize;
-use std::path::Path;
 
 /// One row of `list --json`.
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +51,7 @@ pub struct Listed {
     pub unreadable: u64,
 }
 
-fn row(container: &Path, r: &Record, restorable: bool) -> Listed {
+fn row(storage: &dyn Storage, r: &Record, restorable: bool) -> Listed {
     let m = &r.manifest;
     Listed {
         hostname: m.hostname.clone(),
@@ -67,7 +66,7 @@ fn row(container: &Path, r: &Record, restorable: bool) -> Listed {
         files: m.totals.files,
         compression: m.compression.codec.name().to_string(),
         encrypted: m.encryption.is_some(),
-        path: container.join(&r.dir).display().to_string(),
+        path: storage.describe(&r.dir),
         restorable,
         started_at: m.started_at.clone(),
         segments: m.segments.len(),
@@ -79,20 +78,14 @@ fn row(container: &Path, r: &Record, restorable: bool) -> Listed {
 
 /// Lists backups, optionally of one name and/or host; returns rows and damaged-manifest notes.
 pub fn list(
-    container: &Path,
+    storage: &dyn Storage,
     name: Option<&str>,
     host: Option<&str>,
 ) -> Result<(Vec<Listed>, Vec<String>)> {
-    if !container.is_dir() {
-        return Err(Error::not_found(format!(
-            "container {} does not exist",
-            container.display()
-        )));
-    }
-    let storage = LocalStorage::new(container);
+    storage.check_container()?;
     let prefix = catalog::listing_prefix(host, name);
     let objects = storage.list(&prefix)?;
-    let (records, damaged) = catalog::load_from(&storage, &objects)?;
+    let (records, damaged) = catalog::load_from(storage, &objects)?;
     let restorable = catalog::restorable(&records, &objects);
     let rows = records
         .iter()
@@ -100,7 +93,7 @@ pub fn list(
         .filter(|r| host.is_none_or(|h| r.manifest.hostname == h))
         .map(|r| {
             row(
-                container,
+                storage,
                 r,
                 restorable.get(&r.manifest.backup_id) == Some(&true),
             )

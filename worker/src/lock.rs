@@ -6,12 +6,26 @@ use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-/// Held while a backup writes; released when dropped.
+/// Held while a backup writes; released when dropped. Holds one `flock` per local storage (none
+/// for storages without one).
+#[must_use = "the lock is released when dropped"]
 pub struct NameLock {
-    _file: File,
+    _files: Vec<File>,
 }
 
 impl NameLock {
+    /// A lock that holds nothing (storages that cannot lock, dry runs).
+    pub fn none() -> NameLock {
+        NameLock { _files: Vec::new() }
+    }
+
+    /// One lock holding all of `locks` (several storages at once).
+    pub fn merge(locks: Vec<NameLock>) -> NameLock {
+        NameLock {
+            _files: locks.into_iter().flat_map(|l| l._files).collect(),
+        }
+    }
+
     /// Takes the lock without waiting; exit code 11 when another writer holds it.
     pub fn acquire(container: &Path, name_prefix: &str) -> Result<NameLock> {
         let path = container.join(format!("{name_prefix}.lock"));
@@ -22,7 +36,7 @@ impl NameLock {
             .open(&path)
             .map_err(|e| Error::io(path.display(), e))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(NameLock { _file: file }),
+            Ok(()) => Ok(NameLock { _files: vec![file] }),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::new(
                 ErrorKind::Locked,
                 format!(

@@ -326,6 +326,7 @@ fn wrong_credentials_fail_clearly() {
         for err in errors {
             eprintln!("wrong credentials: {err}");
             assert_eq!(err.kind, ErrorKind::Failure, "{err}");
+            assert!(!err.transient, "denied access is permanent: {err}");
             assert!(err.message.contains("access denied"), "{err}");
             assert!(
                 err.message.contains("freezer-test"),
@@ -361,7 +362,11 @@ fn missing_bucket_fails_clearly() {
             err.message.contains("\"no-such-bucket\" does not exist"),
             "{err}"
         );
+        assert!(!err.transient, "a missing bucket is permanent: {err}");
     }
+    let err = s.check_container().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.message.contains("does not exist"), "{err}");
 }
 
 #[test]
@@ -376,6 +381,10 @@ fn unreachable_endpoint_fails_clearly() {
     let err = s.get("k").unwrap_err();
     eprintln!("unreachable: {err}");
     assert_eq!(err.kind, ErrorKind::Failure, "{err}");
+    assert!(
+        err.transient,
+        "an unreachable endpoint may come back: {err}"
+    );
     assert!(
         err.message
             .contains("cannot reach S3 endpoint http://127.0.0.1:1"),

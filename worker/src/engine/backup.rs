@@ -17,7 +17,7 @@ use crate::manifest::{
     Compression, Encryption, IndexRef, Kind, Manifest, Source, Totals, FORMAT_VERSION,
 };
 use crate::progress::{Counters, Progress};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::Storage;
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -25,12 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Everything a backup run needs (the CLI and, later, task specs fill it).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BackupOptions {
     /// Directory or file to back up.
     pub path_to_backup: PathBuf,
-    /// Local container directory.
-    pub container: PathBuf,
+    /// Where the backups live.
+    pub storage: Arc<dyn Storage>,
     /// Backup name.
     pub backup_name: String,
     /// Host part of the storage key.
@@ -121,21 +121,32 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         _ => Error::io(source.display(), e),
     })?;
     let excludes = Excludes::new(&opts.excludes)?;
-    let container_abs = std::path::absolute(&opts.container).ok();
-    let (walked, walker) = walk::spawn(source.clone(), opts.dereference, excludes, container_abs);
+    let storage = &*opts.storage;
     let prefix = name_prefix(&opts.hostname, &opts.backup_name);
-    if !opts.dry_run {
-        std::fs::create_dir_all(&opts.container)
-            .map_err(|e| Error::io(opts.container.display(), e))?;
-    }
-    let _lock = if opts.dry_run || !opts.container.is_dir() {
-        None
+    // A dry run creates nothing: a container that does not exist yet simply has no backups.
+    let container_exists = if opts.dry_run {
+        match storage.check_container() {
+            Ok(()) => true,
+            Err(e) if e.kind == crate::error::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        }
     } else {
-        Some(NameLock::acquire(&opts.container, &prefix)?)
+        storage.prepare()?;
+        true
     };
-    let storage = LocalStorage::new(&opts.container);
-    let (records, damaged) = if opts.container.is_dir() {
-        catalog::load_name(&storage, &opts.hostname, &opts.backup_name)?
+    let _lock = if opts.dry_run {
+        NameLock::none()
+    } else {
+        storage.lock_name(&prefix)?
+    };
+    let (walked, walker) = walk::spawn(
+        source.clone(),
+        opts.dereference,
+        excludes,
+        storage.local_dirs(),
+    );
+    let (records, damaged) = if container_exists {
+        catalog::load_name(storage, &opts.hostname, &opts.backup_name)?
     } else {
         (Vec::new(), Vec::new())
     };
@@ -172,9 +183,9 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
                         p.manifest.backup_id
                     )))
                 } else {
-                    reader::open_keys(&storage, p, opts.pass.as_deref()).and_then(|k| {
+                    reader::open_keys(storage, p, opts.pass.as_deref()).and_then(|k| {
                         tracing::debug!(elapsed = ?started.elapsed(), "parent keys derived");
-                        let index = reader::read_index(&storage, p, k.as_ref());
+                        let index = reader::read_index(storage, p, k.as_ref());
                         tracing::debug!(elapsed = ?started.elapsed(), "parent index loaded");
                         index
                     })
@@ -195,7 +206,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
     let written = Mutex::new(Vec::new());
     let result = (|| -> Result<BackupReport> {
         let writer = SegmentWriter {
-            storage: &storage,
+            storage,
             prefix: dir.clone(),
             keys: pending_keys.clone(),
             dry_run: opts.dry_run,

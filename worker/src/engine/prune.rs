@@ -7,17 +7,17 @@ use crate::catalog::{self, name_prefix, Record};
 use crate::error::{Error, Result};
 use crate::lock::NameLock;
 use crate::retention::{self, Candidate, KeepPolicy, KeepReason};
-use crate::storage::{LocalStorage, ObjectInfo, Storage};
+use crate::storage::{ObjectInfo, Storage};
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything a prune needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PruneOptions {
-    /// Local container directory.
-    pub container: PathBuf,
+    /// Where the backups live.
+    pub storage: Arc<dyn Storage>,
     /// Only this backup name (all names when `None`).
     pub backup_name: Option<String>,
     /// Only this host (all hosts when `None`).
@@ -99,13 +99,8 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
             "prune needs a policy: --remove-older-than, --remove-from-date or a --keep-* option",
         ));
     }
-    if !opts.container.is_dir() {
-        return Err(Error::not_found(format!(
-            "container {} does not exist",
-            opts.container.display()
-        )));
-    }
-    let storage = LocalStorage::new(&opts.container);
+    opts.storage.check_container()?;
+    let storage = &*opts.storage;
     let prefix = catalog::listing_prefix(opts.hostname.as_deref(), opts.backup_name.as_deref());
     let objects = storage.list(&prefix)?;
     let now = Timestamp::now();
@@ -117,7 +112,7 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
             dirs.entry(dir.to_string()).or_default().push(o);
         }
     }
-    let (records, damaged) = catalog::load_from(&storage, &objects)?;
+    let (records, damaged) = catalog::load_from(storage, &objects)?;
     let wanted = |hn: &str| -> bool {
         let by_name = opts
             .backup_name
@@ -150,9 +145,9 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
     };
     for (hn, recs) in names {
         let _lock = if opts.dry_run {
-            None
+            NameLock::none()
         } else {
-            Some(NameLock::acquire(&opts.container, &hn)?)
+            storage.lock_name(&hn)?
         };
         let candidates: Vec<Candidate> = recs
             .iter()
@@ -228,10 +223,10 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
                 storage.delete(&format!("{}/manifest.json", by_id[id.as_str()].dir))?;
             }
             for id in &decision.delete {
-                delete_objects(&storage, dirs.get(&by_id[id.as_str()].dir))?;
+                delete_objects(storage, dirs.get(&by_id[id.as_str()].dir))?;
             }
             for dir in &debris_dirs {
-                delete_objects(&storage, dirs.get(dir))?;
+                delete_objects(storage, dirs.get(dir))?;
             }
             storage.tidy(&format!("{hn}/"))?;
         }

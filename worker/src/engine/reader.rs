@@ -65,18 +65,23 @@ pub fn open_all_keys(
 pub fn read_index(storage: &dyn Storage, rec: &Record, keys: Option<&Keys>) -> Result<Vec<Entry>> {
     let key = format!("{}/index", rec.dir);
     let what = storage.describe(&key);
-    let mut data = storage.get(&key).map_err(|e| match e.kind {
-        ErrorKind::NotFound => Error::integrity(format!("{what} is missing")),
-        _ => e,
-    })?;
     let want = &rec.manifest.index;
-    if data.len() as u64 != want.size
-        || !crypto::tags_equal(&crypto::index_tag(keys, &data), &want.tag)
-    {
-        return Err(Error::integrity(format!(
-            "{what} failed its integrity check"
-        )));
-    }
+    let check = |data: &[u8]| {
+        if data.len() as u64 != want.size
+            || !crypto::tags_equal(&crypto::index_tag(keys, data), &want.tag)
+        {
+            return Err(Error::integrity(format!(
+                "{what} failed its integrity check"
+            )));
+        }
+        Ok(())
+    };
+    let mut data = storage
+        .get_checked(&key, &check)
+        .map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::integrity(format!("{what} is missing")),
+            _ => e,
+        })?;
     if let Some(k) = keys {
         k.decrypt_index(&mut data);
     }
@@ -156,15 +161,11 @@ impl SegmentSource {
         Ok(out)
     }
 
-    /// Segment `k` as tar bytes, after its tag check.
-    pub fn load(&self, k: usize) -> Result<Vec<u8>> {
-        let key = self.key(k);
-        let what = self.storage.describe(&key);
+    /// Checks segment `k`'s stored bytes (size and tag, with `chain` the ciphertext bytes its CFB
+    /// stream continues from).
+    fn check(&self, k: usize, chain: &[u8], data: &[u8]) -> Result<()> {
+        let what = self.storage.describe(&self.key(k));
         let seg = &self.manifest.segments[k];
-        let data = self.storage.get(&key).map_err(|e| match e.kind {
-            ErrorKind::NotFound => Error::integrity(format!("segment {what} is missing")),
-            _ => e,
-        })?;
         if data.len() as u64 != seg.size {
             return Err(Error::integrity(format!(
                 "segment {what} has {} bytes, the manifest says {} (truncated or replaced)",
@@ -172,30 +173,85 @@ impl SegmentSource {
                 seg.size
             )));
         }
-        let (chain, o) = match &self.keys {
-            Some(_) if k > 0 => {
-                let o = self.starts[k] - crypto::HEADER_LEN as u64;
-                let r = crypto::chain_range(o);
-                let h = crypto::HEADER_LEN as u64;
-                (self.stream_range(r.start + h, r.end + h)?, o)
-            }
-            _ => (Vec::new(), 0),
-        };
-        let tag = crypto::segment_tag(self.keys.as_ref(), k as u64, &chain, &data);
+        let tag = crypto::segment_tag(self.keys.as_ref(), k as u64, chain, data);
         if !crypto::tags_equal(&tag, &seg.tag) {
             return Err(Error::integrity(format!(
                 "segment {what} failed its integrity check"
             )));
         }
+        Ok(())
+    }
+
+    /// Fetches segment `k` and checks it; returns its stored bytes, its chain bytes and its
+    /// ciphertext offset. The chain bytes are read from the previous segment's tail as stored;
+    /// with `trusted_chain` they come from checked copies of the previous segments instead (a
+    /// storage with several copies may hold a damaged tail that only the whole segment's check
+    /// reveals).
+    fn fetch(&self, k: usize, trusted_chain: bool) -> Result<(Vec<u8>, Vec<u8>, u64)> {
+        let key = self.key(k);
+        let (chain, o) = match &self.keys {
+            Some(_) if k > 0 => {
+                let o = self.starts[k] - crypto::HEADER_LEN as u64;
+                let r = crypto::chain_range(o);
+                let h = crypto::HEADER_LEN as u64;
+                let (from, to) = (r.start + h, r.end + h);
+                let chain = if trusted_chain {
+                    self.checked_range(from, to)?
+                } else {
+                    self.stream_range(from, to)?
+                };
+                (chain, o)
+            }
+            _ => (Vec::new(), 0),
+        };
+        let data = self
+            .storage
+            .get_checked(&key, &|data| self.check(k, &chain, data))
+            .map_err(|e| match e.kind {
+                ErrorKind::NotFound => Error::integrity(format!(
+                    "segment {} is missing",
+                    self.storage.describe(&key)
+                )),
+                _ => e,
+            })?;
+        Ok((data, chain, o))
+    }
+
+    /// Stored bytes `[from, to)` of the concatenated segments, each taken from a checked copy.
+    fn checked_range(&self, from: u64, to: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity((to - from) as usize);
+        for (k, seg) in self.manifest.segments.iter().enumerate() {
+            let (s, e) = (self.starts[k], self.starts[k] + seg.size);
+            let (a, b) = (from.max(s), to.min(e));
+            if a < b {
+                let (data, _, _) = self.fetch(k, false)?;
+                out.extend_from_slice(&data[(a - s) as usize..(b - s) as usize]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Segment `k` as tar bytes, after its tag check.
+    pub fn load(&self, k: usize) -> Result<Vec<u8>> {
+        let (data, chain, o) = match self.fetch(k, false) {
+            Err(e) if e.kind == ErrorKind::Integrity && k > 0 && self.keys.is_some() => {
+                self.fetch(k, true)?
+            }
+            r => r?,
+        };
         let plain = match &self.keys {
             Some(keys) => crypto::open_segment(keys, k as u64, o, &chain, data)?,
             None => data,
         };
+        let raw_size = self.manifest.segments[k].raw_size as usize;
         self.manifest
             .compression
             .codec
-            .decompress(&plain, seg.raw_size as usize)
-            .map_err(|e| Error::integrity(format!("segment {what}: {e}")))
+            .decompress(&plain, raw_size)
+            .map_err(|e| {
+                let what = self.storage.describe(&self.key(k));
+                Error::integrity(format!("segment {what}: {e}"))
+            })
     }
 }
 

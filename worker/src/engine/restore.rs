@@ -7,7 +7,7 @@ use crate::catalog::{self, name_prefix, Record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::{Entry, EntryType};
 use crate::progress::{Counters, Progress};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::Storage;
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Everything a restore needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RestoreOptions {
-    /// Local container directory.
-    pub container: PathBuf,
+    /// Where the backups live.
+    pub storage: Arc<dyn Storage>,
     /// Backup name.
     pub backup_name: String,
     /// Host part of the storage key.
@@ -120,19 +120,14 @@ fn check_index(entries: &[Entry], chain: &[&Record]) -> Result<()> {
 /// Runs a restore.
 pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
-    if !opts.container.is_dir() {
-        return Err(Error::not_found(format!(
-            "container {} does not exist",
-            opts.container.display()
-        )));
-    }
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&opts.container));
+    opts.storage.check_container()?;
+    let storage = opts.storage.clone();
     let (records, damaged) = catalog::load_name(&*storage, &opts.hostname, &opts.backup_name)?;
     let target = catalog::pick_restore_point(&records, opts.date).ok_or_else(|| {
         let mut msg = format!(
             "no backup of {} in {}",
             name_prefix(&opts.hostname, &opts.backup_name),
-            opts.container.display()
+            storage.describe("")
         );
         if let Some(d) = opts.date {
             msg.push_str(&format!(" at or before {}", d.rfc3339()));

@@ -8,7 +8,7 @@ use crate::catalog::{self, name_prefix, Record};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::index::{nanos, Entry, EntryType};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::Storage;
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -30,10 +30,10 @@ pub enum ReadData {
 }
 
 /// Everything verify needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifyOptions {
-    /// Local container directory.
-    pub container: PathBuf,
+    /// Where the backups live.
+    pub storage: Arc<dyn Storage>,
     /// Backup name.
     pub backup_name: String,
     /// Host part of the storage key.
@@ -67,13 +67,8 @@ pub struct VerifyReport {
 
 /// Runs verify.
 pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
-    if !opts.container.is_dir() {
-        return Err(Error::not_found(format!(
-            "container {} does not exist",
-            opts.container.display()
-        )));
-    }
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&opts.container));
+    opts.storage.check_container()?;
+    let storage = opts.storage.clone();
     let hn = name_prefix(&opts.hostname, &opts.backup_name);
     let objects = storage.list(&format!("{hn}/"))?;
     let (records, damaged) = catalog::load_from(&*storage, &objects)?;
@@ -84,7 +79,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
     if records.is_empty() && damaged.is_empty() {
         return Err(Error::not_found(format!(
             "no backup of {hn} in {}",
-            opts.container.display()
+            storage.describe("")
         )));
     }
     let target = catalog::pick_restore_point(&records, opts.date);

@@ -105,16 +105,16 @@ pub fn walk(
     excludes: &Excludes,
     v: &mut dyn Visitor,
 ) -> Result<()> {
-    walk_skipping(root, deref, excludes, None, v)
+    walk_skipping(root, deref, excludes, &[], v)
 }
 
-/// Walks `root`, never entering the directory `skip` (the container, when it lies inside the
-/// source: a backup must not archive itself).
+/// Walks `root`, never entering the directories of `skip` (the containers, when they lie inside
+/// the source: a backup must not archive itself).
 pub fn walk_skipping(
     root: &Path,
     deref: Dereference,
     excludes: &Excludes,
-    skip: Option<&Path>,
+    skip: &[PathBuf],
     v: &mut dyn Visitor,
 ) -> Result<()> {
     // The root itself is always followed, as `cd PATH && tar .` does: a --path-to-backup that is
@@ -153,7 +153,7 @@ fn walk_dir(
     rel: &mut Vec<u8>,
     deref: Dereference,
     excludes: &Excludes,
-    skip: Option<&Path>,
+    skip: &[PathBuf],
     v: &mut dyn Visitor,
 ) -> Result<()> {
     let mut dirents: Vec<(std::ffi::OsString, std::fs::DirEntry)> = match std::fs::read_dir(&*abs) {
@@ -173,7 +173,7 @@ fn walk_dir(
         }
         rel.extend_from_slice(name.as_bytes());
         abs.push(&name);
-        let result = if excludes.excludes(rel) || skip == Some(abs.as_path()) {
+        let result = if excludes.excludes(rel) || skip.iter().any(|s| s == abs) {
             Ok(())
         } else {
             // DirEntry::metadata is an fstatat relative to the directory: no full path lookup.
@@ -314,14 +314,14 @@ pub fn spawn(
     root: PathBuf,
     deref: Dereference,
     excludes: Excludes,
-    skip: Option<PathBuf>,
+    skip: Vec<PathBuf>,
 ) -> (Receiver<Walked>, std::thread::JoinHandle<Result<()>>) {
     let (tx, rx) = bounded(32_768);
     let handle = std::thread::Builder::new()
         .name("walk".into())
         .spawn(move || {
             let t = std::time::Instant::now();
-            let r = walk_skipping(&root, deref, &excludes, skip.as_deref(), &mut Sending(tx));
+            let r = walk_skipping(&root, deref, &excludes, &skip, &mut Sending(tx));
             tracing::debug!(took = ?t.elapsed(), "walk finished");
             r
         });

@@ -178,6 +178,29 @@ impl Storage for LocalStorage {
         Ok(())
     }
 
+    fn prepare(&self) -> Result<()> {
+        fs::create_dir_all(&self.root).map_err(|e| Error::io(self.root.display(), e))
+    }
+
+    fn check_container(&self) -> Result<()> {
+        if self.root.is_dir() {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "container {} does not exist",
+                self.root.display()
+            )))
+        }
+    }
+
+    fn lock_name(&self, name_prefix: &str) -> Result<crate::lock::NameLock> {
+        crate::lock::NameLock::acquire(&self.root, name_prefix)
+    }
+
+    fn local_dirs(&self) -> Vec<PathBuf> {
+        std::path::absolute(&self.root).into_iter().collect()
+    }
+
     fn tidy(&self, prefix: &str) -> Result<()> {
         fn prune_empty(dir: &Path) -> bool {
             let Ok(rd) = fs::read_dir(dir) else {

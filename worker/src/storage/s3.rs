@@ -278,8 +278,15 @@ impl S3Storage {
             (Some(c), None) => c.to_string(),
             _ => DisplayErrorContext(&err).to_string(),
         };
-        if code == "NoSuchBucket" {
-            return Error::failure(format!(
+        if code == "NoSuchBucket" || (key.is_none() && status == Some(404)) {
+            // The container itself is missing: NotFound (exit 10) when checking it; on an
+            // object operation a plain failure, since NotFound there means "this object".
+            let error = if key.is_none() {
+                Error::not_found
+            } else {
+                Error::failure
+            };
+            return error(format!(
                 "bucket {:?} does not exist on {} (create it, or fix the container)",
                 self.bucket, self.endpoint
             ));
@@ -301,14 +308,27 @@ impl S3Storage {
             return Error::not_found(format!("{what} is missing"));
         }
         match &err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::failure(format!(
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => Error::transient(format!(
                 "{op} {what}: cannot reach S3 endpoint {}: {}",
                 self.endpoint,
                 error_chain(&err)
             )),
             _ => {
-                let status = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
-                Error::failure(format!("{op} {what} failed: {detail}{status}"))
+                let message = format!(
+                    "{op} {what} failed: {detail}{}",
+                    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+                );
+                let overloaded = matches!(
+                    code.as_str(),
+                    "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
+                );
+                if overloaded || status.is_some_and(|s| s >= 500 || s == 429) {
+                    Error::transient(message)
+                } else {
+                    Error::failure(message)
+                }
             }
         }
     }
@@ -578,6 +598,22 @@ impl Storage for S3Storage {
 
     fn describe(&self, key: &str) -> String {
         format!("s3://{}/{}{key}", self.bucket, self.prefix)
+    }
+
+    fn prepare(&self) -> Result<()> {
+        self.check_container()
+    }
+
+    fn check_container(&self) -> Result<()> {
+        self.runtime.block_on(async {
+            self.client
+                .head_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| self.error("checking", None, e))
+        })
     }
 }
 
