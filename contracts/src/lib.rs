@@ -9,6 +9,9 @@
 //!   on [`TASKS_EXCHANGE`]; [`Event`] is a report on [`EVENTS_EXCHANGE`].
 //! - [`topology`] names the exchanges and queues; [`coordination`] names the Redis keys and the task
 //!   states stored there.
+//! - The JSON Schema of both messages is generated from these types and committed in
+//!   `contracts/schema/` ([`schema`]); a test fails when it is stale, and
+//!   `cargo run -p freezer-contracts --example gen-schema` rewrites it.
 //!
 //! # Compatibility rules
 //!
@@ -31,7 +34,7 @@
 //!   [`ContractError`] text, which names the field) and reported as a `rejected` event built with
 //!   [`Event::rejected`], whatever the body was.
 //! - Tasks carry no secrets: storages, encryption keys and hooks are names resolved in the worker's
-//!   configuration (see [`spec`]).
+//!   configuration (see [`spec`]). A test checks that no schema property is named like a secret.
 //! - Times are RFC 3339 text in UTC ([`UtcTime`]); task ids are canonical UUIDv7 ([`TaskId`]); both
 //!   are checked when a message is read.
 
@@ -39,6 +42,7 @@ pub mod coordination;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod schema;
 pub mod size;
 pub mod spec;
 pub mod task;
