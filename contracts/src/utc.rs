@@ -47,17 +47,23 @@ impl UtcTime {
         Ok(UtcTime(t))
     }
 
-    /// The time `unix_seconds` after the Unix epoch.
+    /// The time `unix_seconds` after the Unix epoch (years 0 to 9999, as RFC 3339 can write).
     pub fn from_unix_seconds(unix_seconds: i64) -> Result<UtcTime, String> {
         OffsetDateTime::from_unix_timestamp(unix_seconds)
-            .map(UtcTime)
             .map_err(|e| format!("{unix_seconds} s after the epoch is out of range ({e})"))
+            .and_then(UtcTime::from_offset_date_time)
     }
 
     /// Converts from `time`'s type (any offset: the instant is kept, expressed in UTC), for callers
-    /// that read the clock with `OffsetDateTime::now_utc()`.
-    pub fn from_offset_date_time(t: OffsetDateTime) -> UtcTime {
-        UtcTime(t.to_offset(UtcOffset::UTC))
+    /// that read the clock with `OffsetDateTime::now_utc()`. Refuses years RFC 3339 cannot write
+    /// (before 0 or after 9999), so that every `UtcTime` can be serialized.
+    pub fn from_offset_date_time(t: OffsetDateTime) -> Result<UtcTime, String> {
+        let t = t.to_offset(UtcOffset::UTC);
+        if (0..=9999).contains(&t.year()) {
+            Ok(UtcTime(t))
+        } else {
+            Err(format!("year {} cannot be written in RFC 3339", t.year()))
+        }
     }
 
     /// The instant as `time`'s type, for arithmetic and formatting.
@@ -78,8 +84,7 @@ impl UtcTime {
 
 impl fmt::Display for UtcTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Formatting a UTC time within the years 0..=9999 cannot fail; outside them nothing could
-        // have parsed or built it.
+        // Formatting a UTC time of the years 0..=9999 cannot fail, and no constructor builds another.
         let text = self.0.format(&Rfc3339).map_err(|_| fmt::Error)?;
         f.write_str(&text)
     }
@@ -160,6 +165,13 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-25T13:00:00Z");
         assert_eq!(t.unix_seconds(), 1_795_611_600);
         assert_eq!(UtcTime::from_unix_seconds(1_795_611_600).unwrap(), t);
+        let shifted = t.as_offset_date_time().to_offset(time::macros::offset!(+2));
+        assert_eq!(UtcTime::from_offset_date_time(shifted).unwrap(), t);
+        assert!(
+            UtcTime::from_unix_seconds(-62_167_219_201).is_err(),
+            "year -1"
+        );
+        assert!(UtcTime::from_unix_seconds(i64::MAX).is_err());
     }
 
     #[test]
