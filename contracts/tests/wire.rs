@@ -622,3 +622,22 @@ fn error_classes_decide_retries() {
         json!("not_found")
     );
 }
+
+#[test]
+fn readme_examples_are_valid_messages() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```json\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 3, "one task and two events");
+    for block in blocks {
+        let v: Value = serde_json::from_str(block).unwrap();
+        if v.get("status").is_some() {
+            Event::from_json(block.as_bytes()).unwrap();
+        } else {
+            TaskEnvelope::from_json(block.as_bytes()).unwrap();
+        }
+    }
+}
