@@ -1,0 +1,656 @@
+//! What each kind of task asks for: one spec per `freezer-worker` subcommand, with the CLI's option
+//! names (DESIGN.md §6), so that a task is a command line sent over the wire.
+//!
+//! Field names are the long option names in snake_case (`--path-to-backup` is `path_to_backup`).
+//! Three differences are deliberate, because **tasks carry no secrets** (DESIGN.md §4):
+//!
+//! - `storage` is a list of storage *names* from the worker's configuration, which holds the
+//!   endpoints and credentials (on the CLI it is a backend type).
+//! - `encrypt_key` is the *name* of a key in the worker's configuration, instead of
+//!   `--encrypt-pass-file` (a path on one machine, whose content is the secret).
+//! - `hooks` are names of hooks in the worker's configuration, never commands.
+//!
+//! Options whose CLI default should apply are optional here and left out when absent, so the
+//! defaults stay defined in one place (the worker). `--json` has no field: a task always reports JSON.
+//! `upload_limit`, `download_limit` and `queue_size` are options of the fleet that the standalone
+//! CLI does not have yet.
+//!
+//! Specs refuse unknown fields, unlike the envelope: a spec field is an instruction, and a worker
+//! that silently ignored one it does not know (a `keep_weekly`, an `exclude`) would delete or store
+//! something other than what was asked. The task is rejected with the unknown field named instead.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ContractError;
+use crate::id::{check_ident, check_storage_key_part, IDENT_PATTERN};
+use crate::size::ByteSize;
+use crate::task::TaskKind;
+use crate::utc::check_user_date;
+
+/// Regular expression of an absolute path, for the JSON Schema (see `check_abs_path`).
+const ABS_PATH_PATTERN: &str = "^/";
+
+/// Longest a noop task may sleep (one day): beyond that a test is waiting for nothing.
+pub const MAX_NOOP_SLEEP_MS: u64 = 86_400_000;
+
+/// Compression codecs of `--compression`; every segment of a backup is compressed with one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd: the default, fast at every level.
+    #[default]
+    Zstd,
+    /// gzip, as OpenStack Freezer's default.
+    Gzip,
+    /// bzip2.
+    Bzip2,
+    /// xz (LZMA2).
+    Xz,
+    /// No compression.
+    None,
+}
+
+impl Compression {
+    /// The name on the wire and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::None => "none",
+        }
+    }
+
+    /// The levels the codec accepts (`--compression-level`), the same ranges the worker checks, so a
+    /// job file with an impossible level is refused when it is published rather than when it runs.
+    pub fn level_range(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Zstd => 1..=22,
+            Compression::Gzip | Compression::Bzip2 => 1..=9,
+            Compression::Xz => 0..=9,
+            Compression::None => 0..=0,
+        }
+    }
+}
+
+/// What `--dereference-symlink` follows while walking the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dereference {
+    /// Store symlinks as symlinks and hard links as links (the default).
+    #[default]
+    None,
+    /// Follow symlinks: store what they point to.
+    Soft,
+    /// Store every hard-linked name as a separate file.
+    Hard,
+    /// Both.
+    All,
+}
+
+/// `freezer-worker backup`: write a new backup of a directory or file of the worker's machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSpec {
+    /// `--path-to-backup`: absolute path of the directory or file to back up, on the worker's machine.
+    #[schemars(regex(pattern = ABS_PATH_PATTERN))]
+    pub path_to_backup: PathBuf,
+    /// `--backup-name`: name of the backup; with the host name, the storage key `<host>_<name>`.
+    pub backup_name: String,
+    /// `--container`: where the backups live within each storage (a directory, or `bucket/prefix`).
+    pub container: String,
+    /// `--storage`: names of storages in the worker's configuration (never endpoints or
+    /// credentials); the backup is written to each.
+    #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    pub storage: Vec<String>,
+    /// `--hostname`: host part of the storage key (default: the worker's host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `--compression` (default zstd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// `--compression-level` (default: the codec's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<i32>,
+    /// Name of the encryption key in the worker's configuration (replaces `--encrypt-pass-file`);
+    /// absent means the backup is not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = IDENT_PATTERN))]
+    pub encrypt_key: Option<String>,
+    /// `--max-level`: incremental levels 0..N, then a new chain (default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_level: Option<u32>,
+    /// `--always-level`: after level N, every backup is level N against level N-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_level: Option<u32>,
+    /// `--restart-always-level`: a new chain once the chain's level 0 is older than this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_always_level: Option<f64>,
+    /// `--no-incremental`: every backup is a full backup.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_incremental: bool,
+    /// `--max-segment-size`: largest stored segment (default 2M).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_segment_size: Option<ByteSize>,
+    /// `--exclude`: globs of entries to leave out (a name, or a path relative to `path_to_backup`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// `--dereference-symlink` (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dereference_symlink: Option<Dereference>,
+    /// `--dry-run`: do everything but store nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+    /// `--upload-limit`: bytes per second written to the storage (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_limit: Option<ByteSize>,
+    /// Segments in flight between the engine's stages (default: the worker's); bounds memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<u32>,
+    /// Names of hooks in the worker's configuration to run around the backup (e.g. a database dump
+    /// or a snapshot), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = IDENT_PATTERN)))]
+    pub hooks: Vec<String>,
+}
+
+/// `freezer-worker restore`: bring a backup back into a directory of the worker's machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSpec {
+    /// `--backup-name`: name of the backup to restore.
+    pub backup_name: String,
+    /// `--container`: where the backups live within each storage.
+    pub container: String,
+    /// `--storage`: names of storages in the worker's configuration, tried in order; the first that
+    /// holds a restorable backup is used.
+    #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    pub storage: Vec<String>,
+    /// `--hostname`: host part of the storage key (default: the worker's host name); another host's
+    /// name restores that host's backup here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `--restore-abs-path`: absolute path of the directory to restore into (created if missing).
+    #[schemars(regex(pattern = ABS_PATH_PATTERN))]
+    pub restore_abs_path: PathBuf,
+    /// `--restore-from-date`: restore the newest backup at or before this time
+    /// (`YYYY-MM-DDThh:mm:ss`, UTC, optionally ending in `Z`; default now). A restore session gives
+    /// every member the same date, so they come back to one point in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from_date: Option<String>,
+    /// `--overwrite`: allow restoring into a non-empty directory.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overwrite: bool,
+    /// Name of the key in the worker's configuration (replaces `--encrypt-pass-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = IDENT_PATTERN))]
+    pub encrypt_key: Option<String>,
+    /// `--dry-run`: check keys and index and report what would be restored; write nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+    /// `--download-limit`: bytes per second read from the storage (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_limit: Option<ByteSize>,
+    /// Segments in flight between the engine's stages (default: the worker's); bounds memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<u32>,
+    /// Names of hooks in the worker's configuration to run around the restore (e.g. stop and
+    /// start a service), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = IDENT_PATTERN)))]
+    pub hooks: Vec<String>,
+}
+
+/// `freezer-worker prune`: apply retention to the backups of a name (or of a whole container) and
+/// remove the debris of interrupted runs, never breaking a chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSpec {
+    /// `--backup-name`: only this backup name (default: every name in the container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_name: Option<String>,
+    /// `--container`: where the backups live within each storage.
+    pub container: String,
+    /// `--storage`: names of storages in the worker's configuration; each is pruned.
+    #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    pub storage: Vec<String>,
+    /// `--hostname`: host part of the storage key. With a `backup_name` and no host, the *worker's*
+    /// host name is used, as on the CLI: a prune sent to a pool should name the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `--remove-older-than`: delete backups older than this many days (fractions allowed), unless
+    /// a kept backup needs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_older_than: Option<f64>,
+    /// `--remove-from-date`: delete backups taken before this time (`YYYY-MM-DDThh:mm:ss`, UTC),
+    /// unless a kept backup needs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_from_date: Option<String>,
+    /// `--keep-last`: keep the N newest backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// `--keep-hourly`: keep the newest backup of each of the last N hours that have backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// `--keep-daily`: ... of each of the last N days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// `--keep-weekly`: ... of each of the last N ISO weeks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// `--keep-monthly`: ... of each of the last N months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// `--keep-yearly`: ... of each of the last N years.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// `--debris-grace-hours`: leave debris of interrupted backups alone until it is this old
+    /// (default 1), so a backup still running elsewhere is not mistaken for debris.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debris_grace_hours: Option<f64>,
+    /// `--dry-run`: report what would be deleted; delete nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+}
+
+/// `freezer-worker verify`: check that stored backups are sound, and optionally that they restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// `--backup-name`: name of the backup to verify.
+    pub backup_name: String,
+    /// `--container`: where the backups live within each storage.
+    pub container: String,
+    /// `--storage`: names of storages in the worker's configuration; each is verified.
+    #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    pub storage: Vec<String>,
+    /// `--hostname`: host part of the storage key (default: the worker's host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `--restore-from-date`: verify the chain of the backup at or before this time (default: every
+    /// backup of the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from_date: Option<String>,
+    /// Name of the key in the worker's configuration (replaces `--encrypt-pass-file`); without it
+    /// encrypted backups are checked for structure only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = IDENT_PATTERN))]
+    pub encrypt_key: Option<String>,
+    /// `--read-data`: read every segment: check its tag, decompress it, parse it against the index.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_data: bool,
+    /// `--read-data-subset`: read this percentage of segments (more than 0, at most 100), chosen at
+    /// random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data_subset: Option<f64>,
+    /// `--compare-to`: compare the backup's state with this live tree (absolute path on the
+    /// worker's machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ABS_PATH_PATTERN))]
+    pub compare_to: Option<PathBuf>,
+    /// `--download-limit`: bytes per second read from the storage (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_limit: Option<ByteSize>,
+}
+
+/// `freezer-worker list`: list the backups in a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSpec {
+    /// `--backup-name`: only this backup name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_name: Option<String>,
+    /// `--container`: where the backups live within each storage.
+    pub container: String,
+    /// `--storage`: names of storages in the worker's configuration; each is listed.
+    #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    pub storage: Vec<String>,
+    /// `--hostname`: only this host's backups (default: every host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// A task that does nothing but report success.
+///
+/// It goes through everything a real task does (publish, queue, consume, task state, events) and
+/// touches no storage, so timing noop tasks measures the fleet's own overhead (the benchmark of
+/// issue #5), and it lets tests exercise the fleet without backups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoopSpec {
+    /// Milliseconds to wait before succeeding (default 0; at most a day), for tests of a long task:
+    /// heartbeats, consumer timeouts, a worker killed mid-task. Not a CLI option.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = MAX_NOOP_SLEEP_MS))]
+    pub sleep_ms: u64,
+}
+
+/// A task's kind and spec together, so that they cannot disagree: on the wire
+/// `"kind": "backup", "spec": {...}`, and the spec is read with the type of its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "spec", rename_all = "lowercase")]
+pub enum TaskSpec {
+    /// Write a new backup.
+    Backup(BackupSpec),
+    /// Restore a backup into a directory.
+    Restore(RestoreSpec),
+    /// Apply retention and remove debris.
+    Prune(PruneSpec),
+    /// Check stored backups.
+    Verify(VerifySpec),
+    /// List backups.
+    List(ListSpec),
+    /// Do nothing and succeed.
+    Noop(NoopSpec),
+}
+
+impl TaskSpec {
+    /// The kind of this spec (for routing keys, metrics and events).
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            TaskSpec::Backup(_) => TaskKind::Backup,
+            TaskSpec::Restore(_) => TaskKind::Restore,
+            TaskSpec::Prune(_) => TaskKind::Prune,
+            TaskSpec::Verify(_) => TaskKind::Verify,
+            TaskSpec::List(_) => TaskKind::List,
+            TaskSpec::Noop(_) => TaskKind::Noop,
+        }
+    }
+
+    /// Reads `spec` as the spec type of `kind`; errors name the field as `spec.<field>`. This is how
+    /// a task envelope is read: kind first, then the spec it selects.
+    pub fn from_parts(kind: TaskKind, spec: Value) -> Result<TaskSpec, ContractError> {
+        fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ContractError> {
+            serde_path_to_error::deserialize(v)
+                .map_err(|e| ContractError::from_path_error("spec", e))
+        }
+        if !spec.is_object() {
+            return Err(ContractError::Field {
+                path: "spec".into(),
+                message: format!("expected a JSON object, found {}", json_type(&spec)),
+            });
+        }
+        Ok(match kind {
+            TaskKind::Backup => TaskSpec::Backup(parse(spec)?),
+            TaskKind::Restore => TaskSpec::Restore(parse(spec)?),
+            TaskKind::Prune => TaskSpec::Prune(parse(spec)?),
+            TaskKind::Verify => TaskSpec::Verify(parse(spec)?),
+            TaskKind::List => TaskSpec::List(parse(spec)?),
+            TaskKind::Noop => TaskSpec::Noop(parse(spec)?),
+        })
+    }
+
+    /// Checks the rules the types cannot express (conflicting options, ranges, absolute paths,
+    /// names); the same checks the CLI makes, so a bad job is refused when published, not hours
+    /// later on a worker.
+    pub fn validate(&self) -> Result<(), ContractError> {
+        match self {
+            TaskSpec::Backup(s) => s.validate(),
+            TaskSpec::Restore(s) => s.validate(),
+            TaskSpec::Prune(s) => s.validate(),
+            TaskSpec::Verify(s) => s.validate(),
+            TaskSpec::List(s) => s.validate(),
+            TaskSpec::Noop(s) => s.validate(),
+        }
+    }
+}
+
+impl BackupSpec {
+    /// Checks the rules of `freezer-worker backup`; see [`TaskSpec::validate`].
+    pub fn validate(&self) -> Result<(), ContractError> {
+        check_abs_path("spec.path_to_backup", &self.path_to_backup)?;
+        check_storage_key_part("spec.backup_name", &self.backup_name)?;
+        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        let codec = self.compression.unwrap_or_default();
+        if let Some(level) = self.compression_level {
+            let range = codec.level_range();
+            if !range.contains(&level) {
+                return Err(ContractError::invalid(
+                    "spec.compression_level",
+                    format!(
+                        "{level} is out of range {}..={} for {}",
+                        range.start(),
+                        range.end(),
+                        codec.as_str()
+                    ),
+                ));
+            }
+        }
+        check_optional_ident("spec.encrypt_key", self.encrypt_key.as_deref())?;
+        if self.max_level.is_some() && (self.always_level.is_some() || self.no_incremental) {
+            return Err(ContractError::invalid(
+                "spec.max_level",
+                "conflicts with always_level and no_incremental: give one level option",
+            ));
+        }
+        if self.always_level.is_some() && self.no_incremental {
+            return Err(ContractError::invalid(
+                "spec.always_level",
+                "conflicts with no_incremental: give one level option",
+            ));
+        }
+        if let Some(days) = self.restart_always_level {
+            if !(days.is_finite() && days > 0.0) {
+                return Err(ContractError::invalid(
+                    "spec.restart_always_level",
+                    "must be a positive number of days",
+                ));
+            }
+        }
+        check_positive_size("spec.max_segment_size", self.max_segment_size)?;
+        for (i, glob) in self.exclude.iter().enumerate() {
+            if glob.is_empty() || glob.contains('\0') {
+                return Err(ContractError::invalid(
+                    format!("spec.exclude[{i}]"),
+                    "must be a non-empty glob",
+                ));
+            }
+        }
+        check_positive_size("spec.upload_limit", self.upload_limit)?;
+        check_queue_size(self.queue_size)?;
+        check_idents("spec.hooks", &self.hooks)
+    }
+}
+
+impl RestoreSpec {
+    /// Checks the rules of `freezer-worker restore`; see [`TaskSpec::validate`].
+    pub fn validate(&self) -> Result<(), ContractError> {
+        check_storage_key_part("spec.backup_name", &self.backup_name)?;
+        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        check_abs_path("spec.restore_abs_path", &self.restore_abs_path)?;
+        if let Some(date) = &self.restore_from_date {
+            check_user_date("spec.restore_from_date", date)?;
+        }
+        check_optional_ident("spec.encrypt_key", self.encrypt_key.as_deref())?;
+        check_positive_size("spec.download_limit", self.download_limit)?;
+        check_queue_size(self.queue_size)?;
+        check_idents("spec.hooks", &self.hooks)
+    }
+}
+
+impl PruneSpec {
+    /// Checks the rules of `freezer-worker prune`; see [`TaskSpec::validate`].
+    pub fn validate(&self) -> Result<(), ContractError> {
+        if let Some(name) = &self.backup_name {
+            check_storage_key_part("spec.backup_name", name)?;
+        }
+        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        check_non_negative("spec.remove_older_than", self.remove_older_than, "days")?;
+        if let Some(date) = &self.remove_from_date {
+            check_user_date("spec.remove_from_date", date)?;
+        }
+        check_non_negative("spec.debris_grace_hours", self.debris_grace_hours, "hours")
+    }
+}
+
+impl VerifySpec {
+    /// Checks the rules of `freezer-worker verify`; see [`TaskSpec::validate`].
+    pub fn validate(&self) -> Result<(), ContractError> {
+        check_storage_key_part("spec.backup_name", &self.backup_name)?;
+        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        if let Some(date) = &self.restore_from_date {
+            check_user_date("spec.restore_from_date", date)?;
+        }
+        check_optional_ident("spec.encrypt_key", self.encrypt_key.as_deref())?;
+        if let Some(pct) = self.read_data_subset {
+            if self.read_data {
+                return Err(ContractError::invalid(
+                    "spec.read_data_subset",
+                    "conflicts with read_data: give one",
+                ));
+            }
+            if !(pct > 0.0 && pct <= 100.0) {
+                return Err(ContractError::invalid(
+                    "spec.read_data_subset",
+                    format!("{pct} must be more than 0 and at most 100 (percent)"),
+                ));
+            }
+        }
+        if let Some(dir) = &self.compare_to {
+            check_abs_path("spec.compare_to", dir)?;
+        }
+        check_positive_size("spec.download_limit", self.download_limit)
+    }
+}
+
+impl ListSpec {
+    /// Checks the rules of `freezer-worker list`; see [`TaskSpec::validate`].
+    pub fn validate(&self) -> Result<(), ContractError> {
+        if let Some(name) = &self.backup_name {
+            check_storage_key_part("spec.backup_name", name)?;
+        }
+        check_location(&self.container, &self.storage, self.hostname.as_deref())
+    }
+}
+
+impl NoopSpec {
+    /// Checks that the sleep is at most [`MAX_NOOP_SLEEP_MS`].
+    pub fn validate(&self) -> Result<(), ContractError> {
+        if self.sleep_ms > MAX_NOOP_SLEEP_MS {
+            return Err(ContractError::invalid(
+                "spec.sleep_ms",
+                format!("{} is more than a day ({MAX_NOOP_SLEEP_MS})", self.sleep_ms),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The options every kind shares: the container, the storages and the host.
+fn check_location(
+    container: &str,
+    storage: &[String],
+    hostname: Option<&str>,
+) -> Result<(), ContractError> {
+    if container.is_empty()
+        || container.chars().any(char::is_control)
+        || Path::new(container)
+            .components()
+            .any(|c| c == Component::ParentDir)
+    {
+        return Err(ContractError::invalid(
+            "spec.container",
+            format!("{container:?} must be non-empty, without control characters or '..'"),
+        ));
+    }
+    if storage.is_empty() {
+        return Err(ContractError::invalid(
+            "spec.storage",
+            "names no storage: give at least one storage name from the worker's configuration",
+        ));
+    }
+    check_idents("spec.storage", storage)?;
+    if let Some(host) = hostname {
+        check_storage_key_part("spec.hostname", host)?;
+    }
+    Ok(())
+}
+
+/// A list of names, each an identifier, none twice (a storage named twice would be written twice).
+fn check_idents(path: &str, names: &[String]) -> Result<(), ContractError> {
+    let mut seen = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        check_ident(&format!("{path}[{i}]"), name)?;
+        if !seen.insert(name) {
+            return Err(ContractError::invalid(
+                format!("{path}[{i}]"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_optional_ident(path: &str, name: Option<&str>) -> Result<(), ContractError> {
+    name.map_or(Ok(()), |n| check_ident(path, n))
+}
+
+/// Paths on the worker's machine must be absolute: a task has no working directory.
+fn check_abs_path(path: &str, p: &Path) -> Result<(), ContractError> {
+    if !p.is_absolute() || p.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(ContractError::invalid(
+            path,
+            format!(
+                "{} must be an absolute path (a task has no working directory)",
+                p.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_positive_size(path: &str, size: Option<ByteSize>) -> Result<(), ContractError> {
+    if size == Some(ByteSize(0)) {
+        return Err(ContractError::invalid(
+            path,
+            "must be more than 0 (leave it out for the default)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_queue_size(n: Option<u32>) -> Result<(), ContractError> {
+    if n == Some(0) {
+        return Err(ContractError::invalid(
+            "spec.queue_size",
+            "must be at least 1 (leave it out for the default)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_non_negative(path: &str, v: Option<f64>, unit: &str) -> Result<(), ContractError> {
+    match v {
+        Some(x) if !(x.is_finite() && x >= 0.0) => Err(ContractError::invalid(
+            path,
+            format!("{x} must be a number of {unit}, 0 or more"),
+        )),
+        _ => Ok(()),
+    }
+}
