@@ -2,6 +2,7 @@
 //! OpenStack Freezer's agent (DESIGN.md §6) so its users' scripts carry over.
 
 use crate::codec::Codec;
+use crate::config::WorkerConfig;
 use crate::crypto;
 use crate::engine::backup::{self, BackupOptions};
 use crate::engine::restore::{self, RestoreOptions};
@@ -22,6 +23,10 @@ use std::path::PathBuf;
     about = "Freezer backup worker (standalone commands)"
 )]
 pub struct Cli {
+    /// Worker configuration file (named storages, S3/SSH settings, transfer limits, keys);
+    /// default /etc/freezer/worker.toml when it exists.
+    #[arg(long, global = true, env = "FREEZER_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -131,25 +136,89 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Storage backends accepted by `--storage` (more arrive with the storage issue).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StorageKind {
-    /// A local directory (also NFS/GlusterFS mounts).
-    Local,
-}
-
-/// Options naming the backup, shared by the commands.
+/// Options naming where the backups live, shared by the commands.
 #[derive(Debug, Args)]
 pub struct Location {
-    /// Container: the directory holding the backups.
+    /// Container: a directory (local, ssh) or bucket/prefix (s3); overrides a configured
+    /// storage's own container.
     #[arg(long, short = 'C', env = "FREEZER_CONTAINER")]
-    pub container: PathBuf,
-    /// Storage backend.
-    #[arg(long, value_enum, default_value = "local")]
-    pub storage: StorageKind,
+    pub container: Option<String>,
+    /// Storage: local (default), s3, ssh, or the name of a storage in the configuration;
+    /// several, comma-separated, write to all of them and read from the first that has a backup.
+    #[arg(long, value_delimiter = ',', env = "FREEZER_STORAGE")]
+    pub storage: Vec<String>,
     /// Host part of the storage key (default: this machine's host name).
     #[arg(long, env = "FREEZER_HOSTNAME")]
     pub hostname: Option<String>,
+    /// Segments transferred at once, up or down (default 4, or the configuration's).
+    #[arg(long, env = "FREEZER_QUEUE_SIZE", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub queue_size: Option<u32>,
+    /// Upload bandwidth limit in bytes per second over all transfers (suffixes K, M, G).
+    #[arg(long, env = "FREEZER_UPLOAD_LIMIT", value_parser = parse_rate)]
+    pub upload_limit: Option<u64>,
+    /// Download bandwidth limit in bytes per second over all transfers (suffixes K, M, G).
+    #[arg(long, env = "FREEZER_DOWNLOAD_LIMIT", value_parser = parse_rate)]
+    pub download_limit: Option<u64>,
+}
+
+/// A storage opened from a [`Location`], with the transfer settings it was opened with.
+struct Opened {
+    storage: std::sync::Arc<dyn crate::storage::Storage>,
+    queue_size: usize,
+    upload_limit: Option<u64>,
+}
+
+impl Location {
+    /// Opens the storage: flags over the environment over the configuration.
+    fn open(&self, config: &WorkerConfig) -> Result<Opened> {
+        use crate::storage::{StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+        let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
+            v.as_deref()
+                .map(|s| {
+                    parse_rate(s)
+                        .map_err(|e| Error::usage(format!("configuration [transfer] {what}: {e}")))
+                })
+                .transpose()
+        };
+        let t = &config.transfer;
+        let transfer = Transfer {
+            queue_size: self
+                .queue_size
+                .map(|q| q as usize)
+                .or(t.queue_size)
+                .unwrap_or(DEFAULT_QUEUE_SIZE)
+                .max(1),
+            upload_limit: match self.upload_limit {
+                Some(l) => Some(l),
+                None => from_config(&t.upload_limit, "upload_limit")?,
+            },
+            download_limit: match self.download_limit {
+                Some(l) => Some(l),
+                None => from_config(&t.download_limit, "download_limit")?,
+            },
+        };
+        let request = StorageRequest {
+            names: self.storage.clone(),
+            container: self.container.clone(),
+        };
+        let storage =
+            crate::storage::open(config, &request, &transfer, &|v| std::env::var(v).ok())?;
+        Ok(Opened {
+            storage,
+            queue_size: transfer.queue_size,
+            upload_limit: transfer.upload_limit,
+        })
+    }
+}
+
+/// Parses a bandwidth limit: `10M`, `512K`, bytes per second; zero is refused.
+pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!(
+            "a bandwidth limit of {s:?} would never transfer anything"
+        )),
+        n => Ok(n),
+    }
 }
 
 /// `backup` options.
@@ -281,11 +350,6 @@ fn check_name(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-/// The storage the location names (local only until the storage factory lands).
-fn open_storage(loc: &Location) -> std::sync::Arc<dyn crate::storage::Storage> {
-    std::sync::Arc::new(crate::storage::LocalStorage::new(&loc.container))
-}
-
 fn print_json<T: serde::Serialize>(v: &T) {
     println!(
         "{}",
@@ -295,19 +359,20 @@ fn print_json<T: serde::Serialize>(v: &T) {
 
 /// Runs a parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    let config = WorkerConfig::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Backup(a) => run_backup(a),
-        Command::Restore(a) => run_restore(a),
-        Command::List(a) => run_list(a),
-        Command::Info(a) => run_info(a),
-        Command::Prune(a) => run_prune(a),
-        Command::Verify(a) => run_verify(a),
+        Command::Backup(a) => run_backup(a, &config),
+        Command::Restore(a) => run_restore(a, &config),
+        Command::List(a) => run_list(a, &config),
+        Command::Info(a) => run_info(a, &config),
+        Command::Prune(a) => run_prune(a, &config),
+        Command::Verify(a) => run_verify(a, &config),
     }
 }
 
-fn run_info(a: InfoArgs) -> Result<i32> {
+fn run_info(a: InfoArgs, config: &WorkerConfig) -> Result<i32> {
     let host = hostname(a.location.hostname.clone());
-    let storage = open_storage(&a.location);
+    let storage = a.location.open(config)?.storage;
     let (rows, damaged) = list::list(&*storage, Some(&a.backup_name), Some(&host))?;
     for d in &damaged {
         eprintln!("warning: {d}");
@@ -363,7 +428,7 @@ fn run_info(a: InfoArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_prune(a: PruneArgs) -> Result<i32> {
+fn run_prune(a: PruneArgs, config: &WorkerConfig) -> Result<i32> {
     use crate::engine::prune::{self, PruneOptions};
     use crate::retention::KeepPolicy;
     if a.remove_older_than.is_some_and(|d| d.is_nan() || d < 0.0) {
@@ -380,7 +445,7 @@ fn run_prune(a: PruneArgs) -> Result<i32> {
         (None, h) => h,
     };
     let opts = PruneOptions {
-        storage: open_storage(&a.location),
+        storage: a.location.open(config)?.storage,
         backup_name: a.backup_name,
         hostname: host,
         policy: KeepPolicy {
@@ -441,7 +506,7 @@ fn run_prune(a: PruneArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_verify(a: VerifyArgs) -> Result<i32> {
+fn run_verify(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
     use crate::engine::verify::{self, ReadData, VerifyOptions};
     let read = match (a.read_data, a.read_data_subset) {
         (true, _) => ReadData::All,
@@ -453,8 +518,10 @@ fn run_verify(a: VerifyArgs) -> Result<i32> {
         }
         (false, None) => ReadData::None,
     };
+    let opened = a.location.open(config)?;
     let opts = VerifyOptions {
-        storage: open_storage(&a.location),
+        storage: opened.storage,
+        queue_size: opened.queue_size,
         hostname: hostname(a.location.hostname.clone()),
         backup_name: a.backup_name,
         date: a
@@ -507,7 +574,7 @@ fn run_verify(a: VerifyArgs) -> Result<i32> {
     })
 }
 
-fn run_backup(a: BackupArgs) -> Result<i32> {
+fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
     let host = hostname(a.location.hostname.clone());
     check_name("--hostname", &host)?;
     check_name("--backup-name", &a.backup_name)?;
@@ -525,9 +592,19 @@ fn run_backup(a: BackupArgs) -> Result<i32> {
             "--restart-always-level must be a positive number of days",
         ));
     }
+    let opened = a.location.open(config)?;
+    // Under an upload limit an object is paced whole, so objects are kept to a quarter of a
+    // second's budget: the limit then holds within a few percent over any 10-second window.
+    let max_segment_size = match opened.upload_limit {
+        Some(limit) => a
+            .max_segment_size
+            .min((limit / 4).max(backup::MIN_SEGMENT_SIZE as u64)),
+        None => a.max_segment_size,
+    };
     let opts = BackupOptions {
         path_to_backup: a.path_to_backup,
-        storage: open_storage(&a.location),
+        storage: opened.storage,
+        queue_size: opened.queue_size,
         backup_name: a.backup_name,
         hostname: host,
         codec: a.compression,
@@ -539,7 +616,7 @@ fn run_backup(a: BackupArgs) -> Result<i32> {
             always_level: a.always_level,
             restart_days: a.restart_always_level,
         },
-        max_segment_size: usize::try_from(a.max_segment_size).unwrap_or(usize::MAX),
+        max_segment_size: usize::try_from(max_segment_size).unwrap_or(usize::MAX),
         excludes: a.exclude,
         dereference: a.dereference_symlink,
         dry_run: a.dry_run,
@@ -582,7 +659,7 @@ fn run_backup(a: BackupArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_restore(a: RestoreArgs) -> Result<i32> {
+fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
     let host = hostname(a.location.hostname.clone());
     let date = a
         .restore_from_date
@@ -596,8 +673,10 @@ fn run_restore(a: RestoreArgs) -> Result<i32> {
         .transpose()?;
     let target = std::path::absolute(&a.restore_abs_path)
         .map_err(|e| Error::io(a.restore_abs_path.display(), e))?;
+    let opened = a.location.open(config)?;
     let opts = RestoreOptions {
-        storage: open_storage(&a.location),
+        storage: opened.storage,
+        queue_size: opened.queue_size,
         backup_name: a.backup_name,
         hostname: host,
         target,
@@ -631,9 +710,9 @@ fn run_restore(a: RestoreArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_list(a: ListArgs) -> Result<i32> {
+fn run_list(a: ListArgs, config: &WorkerConfig) -> Result<i32> {
     let (rows, damaged) = list::list(
-        &*open_storage(&a.location),
+        &*a.location.open(config)?.storage,
         a.backup_name.as_deref(),
         a.location.hostname.as_deref(),
     )?;

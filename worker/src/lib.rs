@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod error;

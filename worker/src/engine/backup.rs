@@ -31,6 +31,8 @@ pub struct BackupOptions {
     pub path_to_backup: PathBuf,
     /// Where the backups live.
     pub storage: Arc<dyn Storage>,
+    /// Segments transferred at once (`--queue-size`).
+    pub queue_size: usize,
     /// Backup name.
     pub backup_name: String,
     /// Host part of the storage key.
@@ -210,6 +212,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             prefix: dir.clone(),
             keys: pending_keys.clone(),
             dry_run: opts.dry_run,
+            queue_size: opts.queue_size,
         };
         let chunk = raw_chunk_size(opts.codec, opts.max_segment_size);
         let out = pipeline::run(opts.codec, opts.level, chunk, writer, &written, |sink| {

@@ -119,6 +119,9 @@ pub struct SegmentWriter<'a> {
     pub keys: Option<std::sync::Arc<crate::crypto::PendingKeys>>,
     /// Compute everything but store nothing.
     pub dry_run: bool,
+    /// Segments uploaded at once (`--queue-size`): hides the latency of remote storages; memory
+    /// grows by one segment per slot.
+    pub queue_size: usize,
 }
 
 /// What the pipeline produced.
@@ -226,6 +229,44 @@ fn write_segments(
     results: Receiver<(u64, u64, Vec<u8>)>,
     written: &Mutex<Vec<String>>,
 ) -> Result<Vec<Segment>> {
+    let upload_failed = Mutex::new(None);
+    // A rendezvous channel: a sealed segment waits until an uploader takes it, so at most
+    // `queue_size` segments are held for upload.
+    let (upload_tx, upload_rx) = bounded::<(String, Vec<u8>)>(0);
+    let sealed = std::thread::scope(|s| {
+        for _ in 0..w.queue_size.max(1) {
+            let upload_rx = upload_rx.clone();
+            let (storage, upload_failed) = (w.storage, &upload_failed);
+            s.spawn(move || {
+                for (key, data) in upload_rx {
+                    if let Err(e) = storage.put(&key, &data) {
+                        return record(upload_failed, e);
+                    }
+                }
+            });
+        }
+        drop(upload_rx);
+        let sealed = seal_segments(&w, results, written, &upload_tx, &upload_failed);
+        drop(upload_tx);
+        sealed
+    });
+    if let Some(e) = upload_failed
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
+        return Err(e);
+    }
+    sealed
+}
+
+/// Encrypts and tags segments in order and hands them to the uploaders.
+fn seal_segments(
+    w: &SegmentWriter<'_>,
+    results: Receiver<(u64, u64, Vec<u8>)>,
+    written: &Mutex<Vec<String>>,
+    uploads: &Sender<(String, Vec<u8>)>,
+    upload_failed: &Mutex<Option<Error>>,
+) -> Result<Vec<Segment>> {
     let mut enc = w
         .keys
         .as_ref()
@@ -243,19 +284,25 @@ fn write_segments(
                     (data, tag)
                 }
             };
+            segments.push(Segment {
+                size: stored.len() as u64,
+                raw_size,
+                tag,
+            });
             if !w.dry_run {
                 let key = format!("{}/data/{next:08}", w.prefix);
                 written
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(key.clone());
-                w.storage.put(&key, &stored)?;
+                let failed = upload_failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some();
+                if failed || uploads.send((key, stored)).is_err() {
+                    return Err(Error::failure(STOPPED));
+                }
             }
-            segments.push(Segment {
-                size: stored.len() as u64,
-                raw_size,
-                tag,
-            });
             next += 1;
         }
     }

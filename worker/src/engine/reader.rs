@@ -256,10 +256,17 @@ impl SegmentSource {
 }
 
 impl ArchiveStream {
-    /// Starts fetching `rec`'s segments with one worker per core.
-    pub fn open(storage: Arc<dyn Storage>, rec: &Record, keys: Option<Keys>) -> Self {
+    /// Starts fetching `rec`'s segments with one worker per core, or `queue_size` workers when
+    /// that is more (a remote storage's latency is hidden by more requests in flight).
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        rec: &Record,
+        keys: Option<Keys>,
+        queue_size: usize,
+    ) -> Self {
         let workers_n = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
+            .max(queue_size)
             .max(1);
         let source = Arc::new(SegmentSource::new(storage, rec, keys));
         let total = rec.manifest.segments.len() as u64;

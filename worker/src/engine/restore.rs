@@ -22,6 +22,8 @@ use std::time::Instant;
 pub struct RestoreOptions {
     /// Where the backups live.
     pub storage: Arc<dyn Storage>,
+    /// Segments transferred at once (`--queue-size`).
+    pub queue_size: usize,
     /// Backup name.
     pub backup_name: String,
     /// Host part of the storage key.
@@ -186,7 +188,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
         if wanted.is_empty() {
             continue;
         }
-        let stream = ArchiveStream::open(storage.clone(), rec, k.clone());
+        let stream = ArchiveStream::open(storage.clone(), rec, k.clone(), opts.queue_size);
         let errors = stream.error.clone();
         let outcome = extract_files(&mut t, stream, &mut wanted, &counters);
         let stream_error = errors.lock().unwrap_or_else(|p| p.into_inner()).take();

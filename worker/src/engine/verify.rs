@@ -34,6 +34,8 @@ pub enum ReadData {
 pub struct VerifyOptions {
     /// Where the backups live.
     pub storage: Arc<dyn Storage>,
+    /// Segments transferred at once (`--queue-size`).
+    pub queue_size: usize,
     /// Backup name.
     pub backup_name: String,
     /// Host part of the storage key.
@@ -146,7 +148,14 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         let all_ok = read_segments(&storage, r, keys.clone(), opts.read, &mut report);
         if opts.read == ReadData::All && all_ok && structurally_whole {
             if let Some(index) = index {
-                check_archive(&storage, r, keys.clone(), &index, &mut report);
+                check_archive(
+                    &storage,
+                    r,
+                    keys.clone(),
+                    &index,
+                    opts.queue_size,
+                    &mut report,
+                );
             }
         }
     }
@@ -156,7 +165,15 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
         let chain = catalog::chain_of(&records, t)?;
         let chain_keys = reader::open_all_keys(&*storage, &chain, opts.pass.as_deref())?;
         let index = reader::read_index(&*storage, t, chain_keys.last().and_then(|k| k.as_ref()))?;
-        compare(&storage, &chain, &chain_keys, &index, live, &mut report)?;
+        compare(
+            &storage,
+            &chain,
+            &chain_keys,
+            &index,
+            live,
+            opts.queue_size,
+            &mut report,
+        )?;
     }
     report.damaged.sort();
     report.damaged.dedup();
@@ -242,6 +259,7 @@ fn check_archive(
     r: &Record,
     keys: Option<Keys>,
     index: &[Entry],
+    queue_size: usize,
     report: &mut VerifyReport,
 ) {
     let id = r.manifest.backup_id.as_str();
@@ -250,7 +268,7 @@ fn check_archive(
         .filter(|e| e.kind == EntryType::File && e.stored_in.as_deref() == Some(id))
         .map(|e| (e.path.0.as_slice(), e.size))
         .collect();
-    let stream = ArchiveStream::open(storage.clone(), r, keys);
+    let stream = ArchiveStream::open(storage.clone(), r, keys, queue_size);
     let mut archive = tar::Archive::new(stream);
     let outcome = (|| -> std::io::Result<()> {
         for item in archive.entries()? {
@@ -311,6 +329,7 @@ fn compare(
     keys: &[Option<Keys>],
     index: &[Entry],
     live: &Path,
+    queue_size: usize,
     report: &mut VerifyReport,
 ) -> Result<()> {
     let mut l = Live {
@@ -412,7 +431,7 @@ fn compare(
         if wanted.is_empty() {
             continue;
         }
-        let stream = ArchiveStream::open(storage.clone(), r, k.clone());
+        let stream = ArchiveStream::open(storage.clone(), r, k.clone(), queue_size);
         let errors = stream.error.clone();
         let mut archive = tar::Archive::new(stream);
         let entries = archive

@@ -2,9 +2,11 @@
 //! object operations on `/`-separated keys relative to the container; backends implement it.
 
 mod local;
+mod open;
 mod s3;
 
 pub use local::LocalStorage;
+pub use open::{open, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
 
 use crate::error::Result;

@@ -1,0 +1,270 @@
+//! The worker's configuration file (TOML; DESIGN.md §6): named storages, the settings of the
+//! `s3` and `ssh` backends, transfer limits and retries, and named encryption keys.
+//!
+//! Precedence: the file, then `FREEZER_*`/AWS environment variables, then flags, each overriding
+//! the one before. The file holds no secret itself: credentials and passphrases are named by
+//! file path (`secret_access_key_file`, `pass_file`), so the file can be world-readable.
+//!
+//! ```toml
+//! [storages.offsite]                  # --storage offsite
+//! type = "s3"
+//! container = "backups/freezer"       # bucket/prefix
+//! endpoint = "http://127.0.0.1:3900"
+//! region = "garage"
+//! access_key_id = "GK..."
+//! secret_access_key_file = "/etc/freezer/offsite.secret"
+//!
+//! [storages.vault]                    # --storage vault
+//! type = "ssh"
+//! container = "/srv/backups"
+//! host = "vault.example.org"
+//! user = "freezer"
+//! key_file = "/etc/freezer/id_ed25519"
+//! known_hosts = "/etc/freezer/known_hosts"
+//!
+//! [s3]                                # --storage s3 (with --container bucket/prefix)
+//! endpoint = "http://127.0.0.1:3900"
+//!
+//! [transfer]
+//! queue_size = 4
+//! upload_limit = "10M"
+//!
+//! [keys.main]                         # tasks name keys; the worker reads the file
+//! pass_file = "/etc/freezer/keys/main"
+//! ```
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the configuration is read from when neither `--config` nor `FREEZER_CONFIG` names a
+/// file (a missing default file is an empty configuration; a missing named file is an error).
+pub const DEFAULT_PATH: &str = "/etc/freezer/worker.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Storages by name, for `--storage NAME[,NAME...]` and tasks.
+    #[serde(default)]
+    pub storages: BTreeMap<String, StorageEntry>,
+    /// Settings of `--storage s3` (the environment overrides them).
+    #[serde(default)]
+    pub s3: S3Entry,
+    /// Settings of `--storage ssh`.
+    #[serde(default)]
+    pub ssh: Option<SshEntry>,
+    /// Parallelism, bandwidth limits and retries of storage transfers.
+    #[serde(default)]
+    pub transfer: TransferSection,
+    /// Encryption keys by name (tasks carry names, never passphrases).
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyEntry>,
+}
+
+/// One named storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StorageEntry {
+    /// A local directory or a mounted NFS/GlusterFS filesystem.
+    Local(LocalEntry),
+    /// An S3 bucket (AWS or an S3-compatible server).
+    S3(S3Entry),
+    /// A directory on a remote host, over SFTP.
+    Ssh(SshEntry),
+}
+
+/// Settings of a local storage.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalEntry {
+    /// The container directory.
+    pub container: Option<String>,
+}
+
+/// Settings of an S3 storage. Credentials not given here come from the standard AWS chain
+/// (environment, profile, instance role).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Entry {
+    /// `bucket/prefix`.
+    pub container: Option<String>,
+    /// Endpoint URL of an S3-compatible server; unset for AWS.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Path-style addressing (default: on when an endpoint is set).
+    pub force_path_style: Option<bool>,
+    /// `when_required` or `when_supported` (default: `when_required` with an endpoint).
+    pub checksums: Option<String>,
+    /// Access key id; needs `secret_access_key_file`.
+    pub access_key_id: Option<String>,
+    /// File whose first line is the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+/// Settings of an SSH storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshEntry {
+    /// The directory on the remote host.
+    pub container: Option<String>,
+    /// Remote host name or address.
+    pub host: String,
+    /// Remote port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Remote user (default: the local user).
+    pub user: Option<String>,
+    /// Private key file.
+    pub key_file: PathBuf,
+    /// known_hosts file the host key is checked against (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+/// Transfer settings shared by every storage of a run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSection {
+    /// Segments in flight at once, up or down.
+    pub queue_size: Option<usize>,
+    /// Upload bandwidth limit (`10M`, `512K`, bytes per second).
+    pub upload_limit: Option<String>,
+    /// Download bandwidth limit.
+    pub download_limit: Option<String>,
+    /// Attempts per request before a temporary failure is final.
+    pub retry_attempts: Option<u32>,
+    /// First retry delay, in milliseconds (doubles, with jitter).
+    pub retry_initial_delay_ms: Option<u64>,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_delay_ms: Option<u64>,
+}
+
+/// A named encryption key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// File whose first line is the passphrase.
+    pub pass_file: PathBuf,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration: `path` (from `--config` or `FREEZER_CONFIG`) must exist; without
+    /// one, [`DEFAULT_PATH`] is read when it exists, else the configuration is empty.
+    pub fn load(path: Option<&Path>) -> Result<WorkerConfig> {
+        let (path, required) = match path {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(WorkerConfig::default())
+            }
+            Err(e) => {
+                return Err(Error::usage(format!(
+                    "cannot read the configuration {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses configuration text; `origin` names it in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<WorkerConfig> {
+        let config: WorkerConfig = toml::from_str(text)
+            .map_err(|e| Error::usage(format!("configuration {origin}: {e}")))?;
+        for name in config.storages.keys() {
+            if matches!(name.as_str(), "local" | "s3" | "ssh") || name.contains(',') {
+                return Err(Error::usage(format!(
+                    "configuration {origin}: storage name {name:?} is reserved or contains ','; \
+                     choose another name"
+                )));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The passphrase file of the key named `name`.
+    pub fn key_file(&self, name: &str) -> Result<&Path> {
+        self.keys
+            .get(name)
+            .map(|k| k.pass_file.as_path())
+            .ok_or_else(|| Error::usage(format!("no key named {name:?} in the configuration")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section() {
+        let c = WorkerConfig::parse(
+            r#"
+            [storages.offsite]
+            type = "s3"
+            container = "b/p"
+            endpoint = "http://127.0.0.1:3900"
+            access_key_id = "GK1"
+            secret_access_key_file = "/s"
+            [storages.vault]
+            type = "ssh"
+            container = "/srv"
+            host = "h"
+            key_file = "/k"
+            [storages.nfs]
+            type = "local"
+            container = "/mnt/b"
+            [s3]
+            region = "garage"
+            [transfer]
+            queue_size = 8
+            upload_limit = "10M"
+            [keys.main]
+            pass_file = "/p"
+            "#,
+            "test",
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.storages["offsite"], StorageEntry::S3(e) if e.container.as_deref() == Some("b/p"))
+        );
+        assert!(
+            matches!(&c.storages["vault"], StorageEntry::Ssh(e) if e.port == 22 && e.host == "h")
+        );
+        assert!(matches!(&c.storages["nfs"], StorageEntry::Local(_)));
+        assert_eq!(c.s3.region.as_deref(), Some("garage"));
+        assert_eq!(c.transfer.queue_size, Some(8));
+        assert_eq!(c.key_file("main").unwrap(), Path::new("/p"));
+        assert!(c.key_file("other").is_err());
+    }
+
+    #[test]
+    fn refuses_typos_and_reserved_names() {
+        for bad in [
+            "[storages.x]\ntype = \"s3\"\nendpiont = \"x\"\n",
+            "[storages.x]\ntype = \"ftp\"\n",
+            "[storages.s3]\ntype = \"local\"\n",
+            "[transfer]\nqueue = 3\n",
+            "[tranfser]\n",
+        ] {
+            let e = WorkerConfig::parse(bad, "f.toml").unwrap_err();
+            assert!(e.message.contains("f.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_default_file_is_empty_but_a_named_one_is_an_error() {
+        let c = WorkerConfig::load(None);
+        assert!(c.is_ok() || Path::new(DEFAULT_PATH).exists());
+        let e = WorkerConfig::load(Some(Path::new("/nonexistent/w.toml"))).unwrap_err();
+        assert!(e.message.contains("/nonexistent/w.toml"), "{e}");
+    }
+}

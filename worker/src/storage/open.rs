@@ -1,0 +1,162 @@
+//! Turns what a user or a task names (`--storage local|s3|ssh|NAME[,NAME...]`, `--container`,
+//! the worker configuration, the environment) into one [`Storage`]: each backend wrapped in
+//! retries, all of them behind one bandwidth limit, several at once behind a multi-storage.
+
+use super::{LocalStorage, S3Config, S3Credentials, S3Storage, Storage};
+use crate::config::{S3Entry, StorageEntry, WorkerConfig};
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// The segments in flight at once when neither the flag nor the configuration says: enough to
+/// hide a remote storage's latency on a small machine, one segment of memory each.
+pub const DEFAULT_QUEUE_SIZE: usize = 4;
+
+/// Transfer settings of one run, after the configuration and the flags are merged.
+#[derive(Debug, Clone, Default)]
+pub struct Transfer {
+    /// Segments in flight at once.
+    pub queue_size: usize,
+    /// Upload limit in bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Download limit in bytes per second.
+    pub download_limit: Option<u64>,
+}
+
+/// What `--storage` and `--container` say.
+#[derive(Debug, Clone, Default)]
+pub struct StorageRequest {
+    /// Backend kinds (`local`, `s3`, `ssh`) or names of configured storages; empty means
+    /// `local`.
+    pub names: Vec<String>,
+    /// `--container`: required for the kinds, overrides a named storage's own container.
+    pub container: Option<String>,
+}
+
+/// Opens the storage (or storages) `request` names.
+pub fn open(
+    config: &WorkerConfig,
+    request: &StorageRequest,
+    _transfer: &Transfer,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Storage>> {
+    let names: Vec<&str> = if request.names.is_empty() {
+        vec!["local"]
+    } else {
+        request.names.iter().map(String::as_str).collect()
+    };
+    let mut members = Vec::with_capacity(names.len());
+    for name in &names {
+        if members.iter().any(|(n, _)| n == name) {
+            return Err(Error::usage(format!("--storage names {name:?} twice")));
+        }
+        members.push((name.to_string(), open_one(config, name, request, env)?));
+    }
+    let (_, first) = members.swap_remove(0);
+    if !members.is_empty() {
+        return Err(Error::usage(
+            "several storages at once are not available in this build",
+        ));
+    }
+    Ok(first)
+}
+
+/// Opens one backend, unwrapped.
+fn open_one(
+    config: &WorkerConfig,
+    name: &str,
+    request: &StorageRequest,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Storage>> {
+    let container = |own: &Option<String>| -> Result<String> {
+        request
+            .container
+            .clone()
+            .or_else(|| own.clone())
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "storage {name:?} needs a container: give --container, or `container` in its \
+                     configuration entry"
+                ))
+            })
+    };
+    let entry = match name {
+        "local" => StorageEntry::Local(Default::default()),
+        "s3" => {
+            // The unnamed S3 storage takes the environment over the file (DESIGN.md §6).
+            let s3 = &config.s3;
+            let c = container(&s3.container)?;
+            let mut built = S3Config::from_lookup(&c, |var| {
+                env(var).or_else(|| s3_setting(s3, var))
+            })?;
+            built.credentials = s3_credentials(s3, name)?;
+            return Ok(Arc::new(S3Storage::new(built)?));
+        }
+        "ssh" => StorageEntry::Ssh(config.ssh.clone().ok_or_else(|| {
+            Error::usage("--storage ssh needs an [ssh] section (host, user, key_file) in the configuration")
+        })?),
+        other => config.storages.get(other).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.storages.keys().map(String::as_str).collect();
+            Error::usage(format!(
+                "unknown storage {other:?}: use local, s3, ssh or a storage of the configuration ({})",
+                if known.is_empty() {
+                    "none configured".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?,
+    };
+    match entry {
+        StorageEntry::Local(e) => Ok(Arc::new(LocalStorage::new(container(&e.container)?))),
+        StorageEntry::S3(e) => {
+            // A named S3 storage is described by its entry alone: two named storages may live on
+            // two different servers, so no environment variable applies to both.
+            let c = container(&e.container)?;
+            let mut built = S3Config::from_lookup(&c, |var| s3_setting(&e, var))?;
+            built.credentials = s3_credentials(&e, name)?;
+            Ok(Arc::new(S3Storage::new(built)?))
+        }
+        StorageEntry::Ssh(_) => Err(Error::usage("ssh storage is not available in this build")),
+    }
+}
+
+/// The configuration entry's value for one of the variables [`S3Config::from_lookup`] reads.
+fn s3_setting(e: &S3Entry, var: &str) -> Option<String> {
+    match var {
+        "FREEZER_S3_ENDPOINT" => e.endpoint.clone(),
+        "AWS_REGION" => e.region.clone(),
+        "FREEZER_S3_FORCE_PATH_STYLE" => e.force_path_style.map(|b| b.to_string()),
+        "FREEZER_S3_CHECKSUMS" => e.checksums.clone(),
+        _ => None,
+    }
+}
+
+/// Static credentials from the entry, when it names them.
+fn s3_credentials(e: &S3Entry, name: &str) -> Result<Option<S3Credentials>> {
+    match (&e.access_key_id, &e.secret_access_key_file) {
+        (None, None) => Ok(None),
+        (Some(id), Some(file)) => {
+            let secret = std::fs::read_to_string(file).map_err(|err| {
+                Error::usage(format!(
+                    "storage {name:?}: cannot read secret_access_key_file {}: {err}",
+                    file.display()
+                ))
+            })?;
+            let secret = secret.lines().next().unwrap_or_default().trim().to_string();
+            if secret.is_empty() {
+                return Err(Error::usage(format!(
+                    "storage {name:?}: secret_access_key_file {} is empty",
+                    file.display()
+                )));
+            }
+            Ok(Some(S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret,
+            }))
+        }
+        _ => Err(Error::usage(format!(
+            "storage {name:?}: access_key_id and secret_access_key_file go together"
+        ))),
+    }
+}
