@@ -76,8 +76,15 @@ summarize() {
 step "tools"
 ensure_tools
 ensure_cargo
-# Services (RabbitMQ, Redis, an S3 server, sshd) are installed and started here once tests use them
-# (see shared/SERVICES.md for how); no test needs one yet.
+
+# Storage servers: each storage test starts its own garage (S3) or sshd on free loopback ports
+# through scripts/services/*.sh (so tests run in parallel and can stop their server mid-run); here
+# they are installed when missing. With them installed, a test that cannot find one fails instead
+# of skipping (FREEZER_REQUIRE_SERVICES=1).
+step "services"
+scripts/services/garage.sh install
+PATH="$HOME/.cargo/bin:$PATH"
+export FREEZER_REQUIRE_SERVICES=1
 
 step "cargo build --workspace --bins"
 t=$SECONDS

@@ -9,8 +9,11 @@
 #                            FREEZER_S3_ENDPOINT=http://127.0.0.1:3900 AWS_REGION=us-east-1
 #                          one per line. Running it again on a running DIR only prints them again.
 #   garage.sh stop DIR     stops the server started in DIR and removes DIR.
+#   garage.sh halt DIR     stops the server but keeps DIR: `start DIR` brings the same data back
+#                          (fault tests: the S3 server goes away in the middle of a backup).
 #
-# Ports (127.0.0.1 only): 3900 S3 API, 3901 RPC, 3903 admin API. Only one instance can run at a time.
+# Ports (127.0.0.1 only): 3900 S3 API, 3901 RPC, 3903 admin API; GARAGE_PORT_BASE=P moves them to
+# P, P+1 and P+3, so several instances (one per test) can run at once.
 # Everything but the final environment lines goes to stderr, so `eval "$(garage.sh start D)"` works
 # (the values contain no shell metacharacters).
 set -euo pipefail
@@ -21,9 +24,10 @@ KEY_ID=GK0123456789abcdef01234567
 KEY_SECRET=f0e1d2c3b4a5968778695a4b3c2d1e0f0123456789abcdef0123456789abcdef
 BUCKET=freezer-test
 REGION=us-east-1
-S3_PORT=3900
-RPC_PORT=3901
-ADMIN_PORT=3903
+PORT_BASE=${GARAGE_PORT_BASE:-3900}
+S3_PORT=$PORT_BASE
+RPC_PORT=$((PORT_BASE + 1))
+ADMIN_PORT=$((PORT_BASE + 3))
 
 log() {
     printf 'garage.sh: %s\n' "$*" >&2
@@ -35,7 +39,7 @@ die() {
 }
 
 usage() {
-    echo "usage: $0 install | start DIR | stop DIR" >&2
+    echo "usage: $0 install | start DIR | stop DIR | halt DIR" >&2
     exit 2
 }
 
@@ -183,6 +187,18 @@ cmd_start() {
 }
 
 cmd_stop() {
+    cmd_halt
+    # Refuse to remove anything that does not look like a garage directory.
+    if [[ -d "$DIR" ]]; then
+        if [[ -f "$DIR/garage.toml" || -f "$PIDFILE" ]]; then
+            rm -rf -- "$DIR"
+        elif ! rmdir -- "$DIR" 2>/dev/null; then
+            log "not removing $DIR: it holds no garage.toml"
+        fi
+    fi
+}
+
+cmd_halt() {
     DIR=${DIR%/}
     PIDFILE="$DIR/garage.pid"
     if pid_alive; then
@@ -197,14 +213,6 @@ cmd_stop() {
             log "garage (pid $pid) did not stop in 10 s; killing it"
             kill -9 "$pid" 2>/dev/null || true
             sleep 0.2
-        fi
-    fi
-    # Refuse to remove anything that does not look like a garage directory.
-    if [[ -d "$DIR" ]]; then
-        if [[ -f "$DIR/garage.toml" || -f "$PIDFILE" ]]; then
-            rm -rf -- "$DIR"
-        elif ! rmdir -- "$DIR" 2>/dev/null; then
-            log "not removing $DIR: it holds no garage.toml"
         fi
     fi
 }
@@ -223,6 +231,11 @@ stop)
     [[ $# -eq 2 ]] || usage
     DIR=$2
     cmd_stop
+    ;;
+halt)
+    [[ $# -eq 2 ]] || usage
+    DIR=$2
+    cmd_halt
     ;;
 *)
     usage

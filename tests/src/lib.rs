@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod services;
+
 /// The hostname every test passes explicitly with `--hostname`.
 pub const HOST: &str = "test-host";
 /// The passphrase written by [`pass_file`].
@@ -299,6 +301,9 @@ pub struct Fixture {
     pub container: PathBuf,
     pub pass: PathBuf,
     pub name: String,
+    /// The arguments naming where backups go: `--container <container>` by default; tests of
+    /// other storages replace them (e.g. `--config F --storage NAME`).
+    pub location: Vec<OsString>,
 }
 
 impl Fixture {
@@ -312,6 +317,7 @@ impl Fixture {
         Fixture {
             tmp,
             src,
+            location: vec!["--container".into(), container.clone().into()],
             container,
             pass,
             name: name.to_string(),
@@ -357,19 +363,10 @@ impl Fixture {
         v
     }
 
-    /// Arguments of `restore --json` into `target`.
+    /// Arguments of `restore` into `target`.
     pub fn restore_args<S: AsRef<OsStr>>(&self, target: &Path, extra: &[S]) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec![
-            "restore".into(),
-            "--container".into(),
-            self.container.clone().into(),
-            "--backup-name".into(),
-            self.name.clone().into(),
-            "--hostname".into(),
-            HOST.into(),
-            "--restore-abs-path".into(),
-            target.into(),
-        ];
+        let mut a = self.named_args("restore");
+        a.extend(["--restore-abs-path".into(), target.into()]);
         a.extend(extra.iter().map(|s| s.as_ref().to_os_string()));
         a
     }
@@ -389,16 +386,7 @@ impl Fixture {
     /// `list --json` of this fixture's backup name, sorted by backup id.
     #[track_caller]
     pub fn list(&self) -> Vec<Value> {
-        let out = run_ok([
-            OsStr::new("list"),
-            OsStr::new("--container"),
-            self.container.as_os_str(),
-            OsStr::new("--backup-name"),
-            OsStr::new(&self.name),
-            OsStr::new("--hostname"),
-            OsStr::new(HOST),
-            OsStr::new("--json"),
-        ]);
+        let out = run_ok(self.cmd_args::<&str>("list", &[]));
         let v = out.json();
         let mut items = v
             .as_array()
@@ -410,20 +398,25 @@ impl Fixture {
 }
 
 impl Fixture {
-    /// Arguments of `<cmd> --container C --backup-name N --hostname H --json` followed by `extra`,
-    /// for the commands that take a backup name (`verify`, `info`, `prune`).
+    /// Arguments of `<cmd> <location> --backup-name N --hostname H --json` followed by `extra`,
+    /// for the commands that take a backup name.
     pub fn cmd_args<S: AsRef<OsStr>>(&self, cmd: &str, extra: &[S]) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec![
-            cmd.into(),
-            "--container".into(),
-            self.container.clone().into(),
+        let mut a = self.named_args(cmd);
+        a.push("--json".into());
+        a.extend(extra.iter().map(|s| s.as_ref().to_os_string()));
+        a
+    }
+
+    /// `<cmd> <location> --backup-name N --hostname H`.
+    fn named_args(&self, cmd: &str) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![cmd.into()];
+        a.extend(self.location.iter().cloned());
+        a.extend([
             "--backup-name".into(),
             self.name.clone().into(),
             "--hostname".into(),
             HOST.into(),
-            "--json".into(),
-        ];
-        a.extend(extra.iter().map(|s| s.as_ref().to_os_string()));
+        ]);
         a
     }
 
