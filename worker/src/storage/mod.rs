@@ -2,6 +2,7 @@
 //! object operations on `/`-separated keys relative to the container; backends implement it.
 
 mod local;
+pub mod metrics;
 mod s3;
 
 pub use local::LocalStorage;
