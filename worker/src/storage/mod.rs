@@ -2,11 +2,16 @@
 //! object operations on `/`-separated keys relative to the container; backends implement it.
 
 mod local;
+pub mod memory;
 pub mod metrics;
 mod s3;
+mod throttle;
 
 pub use local::LocalStorage;
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
+pub use throttle::{
+    max_object_for, parse_rate, Clock, RateLimiter, SystemClock, ThrottledStorage, MIN_CHUNK,
+};
 
 use crate::error::Result;
 pub use crate::lock::NameLock;
