@@ -338,6 +338,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::storage::memory::{ManualClock, MemoryStorage, Op};
+    use crate::storage::MultiStorage;
 
     const MB: u64 = 1_000_000;
 
@@ -464,6 +465,37 @@ mod tests {
         // Downloads are not limited here.
         assert_eq!(s.get("seg0").unwrap().len(), 500_000);
         assert_eq!(m.calls(Op::Get), 1);
+    }
+
+    #[test]
+    fn checked_download_falls_back_to_another_storage_when_the_pieces_fail_the_check() {
+        let (_, l) = limiter(MB);
+        let good: Vec<u8> = vec![1; 300_000];
+        let a = Arc::new(MemoryStorage::new("a"));
+        let b = Arc::new(MemoryStorage::new("b"));
+        a.insert("seg", &good);
+        a.damage("seg");
+        b.insert("seg", &good);
+        let multi = Arc::new(MultiStorage::new(vec![
+            ("a".into(), a.clone() as Arc<dyn Storage>),
+            ("b".into(), b.clone() as Arc<dyn Storage>),
+        ]));
+        let s = ThrottledStorage::new(multi, None, Some(l));
+        let check = |d: &[u8]| {
+            if d.iter().all(|&x| x == 1) {
+                Ok(())
+            } else {
+                Err(Error::integrity("bad tag"))
+            }
+        };
+        assert_eq!(s.get_checked("seg", &check).unwrap(), good);
+        // Over a single damaged copy the check failure is reported.
+        let (_, l) = limiter(MB);
+        let single = ThrottledStorage::new(a, None, Some(l));
+        assert_eq!(
+            single.get_checked("seg", &check).unwrap_err().kind,
+            ErrorKind::Integrity
+        );
     }
 
     #[test]
