@@ -5,11 +5,13 @@ mod local;
 pub mod memory;
 pub mod metrics;
 mod multi;
+mod retry;
 mod s3;
 mod throttle;
 
 pub use local::LocalStorage;
 pub use multi::MultiStorage;
+pub use retry::{RetryPolicy, RetryingStorage};
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
 pub use throttle::{
     max_object_for, parse_rate, Clock, RateLimiter, SystemClock, ThrottledStorage, MIN_CHUNK,
