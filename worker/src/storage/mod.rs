@@ -3,9 +3,11 @@
 
 mod local;
 mod s3;
+mod ssh;
 
 pub use local::LocalStorage;
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
+pub use ssh::{SshConfig, SshStorage};
 
 use crate::error::Result;
 pub use crate::lock::NameLock;
