@@ -18,12 +18,12 @@ fn ssh_fixture(test: &str) -> Option<(Sshd, Fixture, PathBuf)> {
     let remote = fx.path("remote");
     let config = fx.path("worker.toml");
     fs::write(&config, sshd.storage_entry("vault", &remote, None)).unwrap();
-    fx.location = vec![
+    fx.location = Some(vec![
         "--config".into(),
         config.into(),
         "--storage".into(),
         "vault".into(),
-    ];
+    ]);
     Some((sshd, fx, remote))
 }
 
@@ -103,12 +103,12 @@ fn ssh_unknown_host_key_is_refused() {
     let config = fx.path("untrusting.toml");
     fs::write(&config, sshd.storage_entry("vault", &remote, Some(&empty))).unwrap();
     let mut untrusting = Fixture::new("ssh-hostkey");
-    untrusting.location = vec![
+    untrusting.location = Some(vec![
         "--config".into(),
         config.into(),
         "--storage".into(),
         "vault".into(),
-    ];
+    ]);
     let started = Instant::now();
     let out = untrusting.try_backup(&[] as &[&str]);
     out.assert_code(1).assert_no_panic();
