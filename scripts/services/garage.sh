@@ -106,19 +106,33 @@ EOF
     chmod 600 "$CONF"
 }
 
+# wait_ready: 0 once garage answers; 1 if it exited during start-up (the caller retries).
 wait_ready() {
     local i
     for ((i = 0; i < 300; i++)); do
         if ! pid_alive; then
             tail -n 20 "$DIR/garage.log" >&2 || true
-            die "garage exited during start-up (log: $DIR/garage.log)"
+            log "garage exited during start-up (log: $DIR/garage.log)"
+            return 1
         fi
         if g status >/dev/null 2>&1 && port_busy "$S3_PORT"; then
-            return
+            return 0
         fi
         sleep 0.1
     done
     die "garage did not become ready within 30 s (log: $DIR/garage.log)"
+}
+
+# launch: starts the server in its own session; the pid file holds the server's own pid (the
+# shell that writes it execs garage), whatever setsid does about forking.
+launch() {
+    RUST_LOG=${RUST_LOG:-garage=warn} setsid bash -c 'echo $$ >"$1"; exec garage -c "$2" server' \
+        _ "$PIDFILE" "$CONF" </dev/null >>"$DIR/garage.log" 2>&1 &
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ -s "$PIDFILE" ]] && return
+        sleep 0.02
+    done
 }
 
 setup_cluster() {
@@ -175,11 +189,16 @@ cmd_start() {
     else
         [[ -f "$CONF" ]] || write_config
         # setsid: the server gets its own session, so it survives this script and the caller's
-        # terminal, and `stop` can end it (and only it) by its pid.
-        RUST_LOG=${RUST_LOG:-garage=warn} setsid garage -c "$CONF" server \
-            </dev/null >>"$DIR/garage.log" 2>&1 &
-        echo $! >"$PIDFILE"
-        wait_ready
+        # terminal, and `stop` can end it (and only it) by its pid. A start that dies at once (seen
+        # rarely right after another instance stopped) is retried.
+        local attempt
+        for attempt in 1 2 3; do
+            rm -f "$PIDFILE"
+            launch
+            wait_ready && break
+            ((attempt < 3)) || die "garage did not start (3 attempts; log: $DIR/garage.log)"
+            sleep 0.5
+        done
     fi
     setup_cluster
     log "garage ready on http://127.0.0.1:$S3_PORT, bucket $BUCKET (dir $DIR)"
