@@ -151,7 +151,7 @@ pub struct Location {
     /// Host part of the storage key (default: this machine's host name).
     #[arg(long, env = "FREEZER_HOSTNAME")]
     pub hostname: Option<String>,
-    /// Segments transferred at once, up or down (default 4, or the configuration's).
+    /// Segments transferred at once (default, or the configuration's: 4 up, 16 down).
     #[arg(long, env = "FREEZER_QUEUE_SIZE", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub queue_size: Option<u32>,
     /// Upload bandwidth limit in bytes per second over all transfers (suffixes K, M, G).
@@ -165,14 +165,19 @@ pub struct Location {
 /// A storage opened from a [`Location`], with the transfer settings it was opened with.
 struct Opened {
     storage: std::sync::Arc<dyn crate::storage::Storage>,
+    /// Segments uploading at once.
     queue_size: usize,
+    /// Segments downloading at once.
+    download_queue_size: usize,
     upload_limit: Option<u64>,
 }
 
 impl Location {
     /// Opens the storage: flags over the environment over the configuration.
     fn open(&self, config: &WorkerConfig) -> Result<Opened> {
-        use crate::storage::{RetryPolicy, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+        use crate::storage::{
+            RetryPolicy, StorageRequest, Transfer, DEFAULT_DOWNLOAD_QUEUE_SIZE, DEFAULT_QUEUE_SIZE,
+        };
         use std::time::Duration;
         let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
             v.as_deref()
@@ -183,6 +188,7 @@ impl Location {
                 .transpose()
         };
         let t = &config.transfer;
+        let queue = self.queue_size.map(|q| q as usize).or(t.queue_size);
         let defaults = RetryPolicy::default();
         let transfer = Transfer {
             retry: RetryPolicy {
@@ -194,12 +200,7 @@ impl Location {
                     .retry_max_delay_ms
                     .map_or(defaults.max_delay, Duration::from_millis),
             },
-            queue_size: self
-                .queue_size
-                .map(|q| q as usize)
-                .or(t.queue_size)
-                .unwrap_or(DEFAULT_QUEUE_SIZE)
-                .max(1),
+            queue_size: queue.unwrap_or(DEFAULT_QUEUE_SIZE).max(1),
             upload_limit: match self.upload_limit {
                 Some(l) => Some(l),
                 None => from_config(&t.upload_limit, "upload_limit")?,
@@ -218,6 +219,7 @@ impl Location {
         Ok(Opened {
             storage,
             queue_size: transfer.queue_size,
+            download_queue_size: queue.unwrap_or(DEFAULT_DOWNLOAD_QUEUE_SIZE).max(1),
             upload_limit: transfer.upload_limit,
         })
     }
@@ -523,7 +525,7 @@ fn run_verify(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
     let opened = a.location.open(config)?;
     let opts = VerifyOptions {
         storage: opened.storage,
-        queue_size: opened.queue_size,
+        queue_size: opened.download_queue_size,
         hostname: hostname(a.location.hostname.clone()),
         backup_name: a.backup_name,
         date: a
@@ -678,7 +680,7 @@ fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
     let opened = a.location.open(config)?;
     let opts = RestoreOptions {
         storage: opened.storage,
-        queue_size: opened.queue_size,
+        queue_size: opened.download_queue_size,
         backup_name: a.backup_name,
         hostname: host,
         target,

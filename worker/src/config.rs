@@ -26,7 +26,7 @@
 //! endpoint = "http://127.0.0.1:3900"
 //!
 //! [transfer]
-//! queue_size = 4
+//! queue_size = 8                      # segments in flight (default 4 up, 16 down)
 //! upload_limit = "10M"
 //!
 //! [keys.main]                         # tasks name keys; the worker reads the file

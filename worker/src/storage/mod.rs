@@ -13,7 +13,7 @@ mod throttle;
 
 pub use local::LocalStorage;
 pub use multi::MultiStorage;
-pub use open::{open, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+pub use open::{open, StorageRequest, Transfer, DEFAULT_DOWNLOAD_QUEUE_SIZE, DEFAULT_QUEUE_SIZE};
 pub use retry::{RetryPolicy, RetryingStorage};
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
 pub use ssh::{SshConfig, SshStorage};

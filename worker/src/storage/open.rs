@@ -10,9 +10,16 @@ use crate::config::{S3Entry, StorageEntry, WorkerConfig};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-/// The segments in flight at once when neither the flag nor the configuration says: enough to
-/// hide a remote storage's latency on a small machine, one segment of memory each.
+/// The segments uploading at once when neither the flag nor the configuration says: enough to
+/// keep an object store busy while the compressors fill the next ones, one segment of memory
+/// each.
 pub const DEFAULT_QUEUE_SIZE: usize = 4;
+
+/// The segments downloading at once when neither the flag nor the configuration says. A GET's
+/// round trip, not bandwidth, bounds a restore from an object store (measured against garage on
+/// loopback, 1 GiB in 2 MiB segments: 4 in flight 9.7 s, 8 5.4 s, 16 3.6 s, 32 3.5 s), so reads
+/// keep more in flight than writes; each holds one segment and its decompressed copy.
+pub const DEFAULT_DOWNLOAD_QUEUE_SIZE: usize = 16;
 
 /// Transfer settings of one run, after the configuration and the flags are merged.
 #[derive(Debug, Clone, Default)]
