@@ -173,7 +173,8 @@ async fn poison_messages_are_rejected_with_their_reason_and_the_worker_goes_on()
     let w = fleet.start(&WorkerSpec::new("a", &[]));
     let q = fleet.node_queue("a");
     let good = fleet::noop(0);
-    let mut wrong_version: serde_json::Value = serde_json::from_slice(&good.to_json()).unwrap();
+    let mut wrong_version: serde_json::Value =
+        serde_json::from_slice(&fleet::noop(0).to_json()).unwrap();
     wrong_version["schema_version"] = json!(99);
     let mut typo: serde_json::Value = serde_json::from_slice(&fleet::noop(0).to_json()).unwrap();
     typo["spec"] = json!({"sleep_msec": 5});
