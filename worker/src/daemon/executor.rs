@@ -69,15 +69,32 @@ fn succeeded(result: serde_json::Value, exit_code: i32, read: u64, stored: u64) 
     }
 }
 
-/// Runs `spec`; `cancel` stops it (lock lost, shutdown).
-pub async fn execute(shared: &Arc<Shared>, spec: &TaskSpec, cancel: Arc<AtomicBool>) -> Outcome {
-    match run(shared, spec, cancel).await {
+/// Runs `spec`; `cancel` stops it (lock lost, shutdown). `rerun`: the task ran before on a
+/// worker that died, whose writer lock may outlive it by up to one lock TTL; a re-run waits that
+/// long for the lock instead of failing as `locked` at once.
+pub async fn execute(
+    shared: &Arc<Shared>,
+    spec: &TaskSpec,
+    cancel: Arc<AtomicBool>,
+    rerun: bool,
+) -> Outcome {
+    let patience = if rerun {
+        Duration::from_millis(shared.daemon.lease_ttl_ms + shared.daemon.heartbeat_interval_ms)
+    } else {
+        Duration::ZERO
+    };
+    match run(shared, spec, cancel, patience).await {
         Ok(o) => o,
         Err(e) => failed(&e),
     }
 }
 
-async fn run(shared: &Arc<Shared>, spec: &TaskSpec, cancel: Arc<AtomicBool>) -> Result<Outcome> {
+async fn run(
+    shared: &Arc<Shared>,
+    spec: &TaskSpec,
+    cancel: Arc<AtomicBool>,
+    patience: Duration,
+) -> Result<Outcome> {
     let config = &shared.config;
     match spec {
         TaskSpec::Noop(s) => {
@@ -114,7 +131,7 @@ async fn run(shared: &Arc<Shared>, spec: &TaskSpec, cancel: Arc<AtomicBool>) -> 
             let locks = if s.dry_run {
                 None
             } else {
-                Some(lock(shared, scopes).await?)
+                Some(lock(shared, scopes, patience).await?)
             };
             let guard: Option<backup::CommitGuard> = locks.as_ref().map(|l| {
                 let l = l.clone();
@@ -186,7 +203,7 @@ async fn run(shared: &Arc<Shared>, spec: &TaskSpec, cancel: Arc<AtomicBool>) -> 
             // backup's fresh segments.
             let locks = match (&s.backup_name, &host, s.dry_run) {
                 (Some(name), Some(h), false) => {
-                    Some(lock(shared, scopes(&s.storage, &s.container, h, name)).await?)
+                    Some(lock(shared, scopes(&s.storage, &s.container, h, name), patience).await?)
                 }
                 _ => None,
             };
@@ -359,15 +376,24 @@ fn scopes(storages: &[String], container: &str, host: &str, name: &str) -> Vec<S
         .collect()
 }
 
-async fn lock(shared: &Arc<Shared>, scopes: Vec<String>) -> Result<LockSet> {
+/// Takes the writer locks, retrying a busy lock for up to `patience`.
+async fn lock(shared: &Arc<Shared>, scopes: Vec<String>, patience: Duration) -> Result<LockSet> {
     let started = std::time::Instant::now();
-    let r = LockSet::acquire(
-        shared.store.conn(),
-        shared.store.prefix(),
-        scopes,
-        shared.daemon.lease_ttl_ms,
-    )
-    .await;
+    let r = loop {
+        let r = LockSet::acquire(
+            shared.store.conn(),
+            shared.store.prefix(),
+            scopes.clone(),
+            shared.daemon.lease_ttl_ms,
+        )
+        .await;
+        match r {
+            Err(LockError::Busy(_)) if started.elapsed() < patience => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => break r,
+        }
+    };
     shared
         .metrics
         .lock_wait

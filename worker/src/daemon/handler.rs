@@ -122,7 +122,7 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
             }
         }
     };
-    match claim {
+    let runs = match claim {
         Claim::Finished { event } => {
             tracing::info!("task already finished: publishing its recorded result again");
             if let Ok(event) = Event::from_json(event.as_bytes()) {
@@ -140,8 +140,9 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
             if runs > 1 {
                 tracing::info!(runs, "running a task again: its previous worker is gone");
             }
+            runs
         }
-    }
+    };
     let _ = delivery.acker.ack(BasicAckOptions::default()).await;
     let running = Running {
         lease: lease.clone(),
@@ -154,7 +155,7 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
         .unwrap()
         .insert(id.clone(), running.clone());
     shared.metrics.in_flight.inc();
-    execute(&shared, &queue, &delivery.data, &task, &lease, &running).await;
+    execute(&shared, &queue, &delivery.data, &task, &lease, &running, runs > 1).await;
     shared.metrics.in_flight.dec();
     shared.running.lock().unwrap().remove(&id);
 }
@@ -166,6 +167,7 @@ async fn execute(
     task: &TaskEnvelope,
     lease: &Lease,
     running: &Running,
+    rerun: bool,
 ) {
     let kind = task.kind().as_str();
     // The window: expired tasks are reported, early ones wait (claimed, so no timeout applies).
@@ -201,7 +203,7 @@ async fn execute(
         tracing::warn!(error = %e, "cannot publish the started event");
     }
     let clock = Instant::now();
-    let outcome = executor::execute(shared, &task.spec, running.cancel.clone()).await;
+    let outcome = executor::execute(shared, &task.spec, running.cancel.clone(), rerun).await;
     drop(permit);
     if running.lease_lost.load(Ordering::SeqCst) {
         tracing::warn!("task lease lost while running: leaving the task to its new holder");
