@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -41,7 +44,10 @@ async fn phase(fleet: &Fleet, name: &str, n: usize, rate: Option<f64>) {
     let mut finished = 0;
     let mut seen = 0;
     while finished < n {
-        assert!(Instant::now() < end, "{name}: only {finished}/{n} tasks finished");
+        assert!(
+            Instant::now() < end,
+            "{name}: only {finished}/{n} tasks finished"
+        );
         let events = fleet.events();
         let now = Instant::now();
         for e in &events[seen..] {

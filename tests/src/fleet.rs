@@ -173,7 +173,10 @@ impl Fleet {
         // the workers publish.
         for (name, kind) in [
             (EVENTS_EXCHANGE, ExchangeKind::Topic),
-            (freezer_contracts::DEAD_LETTER_EXCHANGE, ExchangeKind::Fanout),
+            (
+                freezer_contracts::DEAD_LETTER_EXCHANGE,
+                ExchangeKind::Fanout,
+            ),
             (freezer_contracts::TASKS_EXCHANGE, ExchangeKind::Direct),
         ] {
             ch.exchange_declare(
@@ -328,6 +331,56 @@ impl Fleet {
             .await;
     }
 
+    /// Publishes `tasks` to `queue` on a new connection (after a broker restart killed the
+    /// fleet's own).
+    pub async fn publish_fresh(&self, queue: &str, tasks: &[TaskEnvelope]) {
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ");
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        for t in tasks {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id(ShortString::from(t.task_id.as_str()));
+            let c = ch
+                .basic_publish(
+                    freezer_contracts::TASKS_EXCHANGE.into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &t.to_json(),
+                    props,
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm");
+            assert!(c.is_ack());
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Waits until every task in `tasks` has the Redis state `succeeded`; panics on another
+    /// final state.
+    pub async fn wait_all_succeeded(&self, tasks: &[TaskEnvelope]) {
+        let end = Instant::now() + PATIENCE * 2;
+        for t in tasks {
+            loop {
+                match self.task_field(&t.task_id, "state").await.as_deref() {
+                    Some("succeeded") => break,
+                    Some("failed") | Some("expired") => {
+                        panic!("task {} did not succeed", t.task_id)
+                    }
+                    _ => {}
+                }
+                assert!(Instant::now() < end, "task {} never finished", t.task_id);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Publishes any body to `queue`.
     pub async fn publish_raw(&self, queue: &str, body: &[u8], message_id: Option<&str>) {
         let mut props = BasicProperties::default().with_delivery_mode(2);
@@ -466,13 +519,18 @@ impl Fleet {
         got
     }
 
-    /// Deletes this fleet's queues and Redis keys (call at the end of a test).
+    /// Deletes this fleet's queues and Redis keys (call at the end of a test). Uses a new
+    /// connection, since a test may have restarted the broker.
     pub async fn cleanup(&self) {
-        for q in self.queues.lock().unwrap().clone() {
-            let _ = self
-                .ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
+        if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
+            if let Ok(ch) = conn.create_channel().await {
+                for q in self.queues.lock().unwrap().clone() {
+                    let _ = ch
+                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            let _ = conn.close(200, "done".into()).await;
         }
         if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
             if let Ok(mut c) = client.get_multiplexed_async_connection().await {

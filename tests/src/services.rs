@@ -107,7 +107,10 @@ impl Garage {
                 g.env.insert(k.to_string(), v.to_string());
             }
         }
-        assert!(g.env.contains_key("FREEZER_S3_ENDPOINT"), "garage.sh printed {out}");
+        assert!(
+            g.env.contains_key("FREEZER_S3_ENDPOINT"),
+            "garage.sh printed {out}"
+        );
         Some(g)
     }
 

@@ -41,7 +41,10 @@ async fn tasks_on_node_and_pool_queues_run_once_on_the_right_workers() {
     let t = fleet::noop(0);
     fleet.publish(&fleet.node_queue("b"), &t).await;
     let e = fleet.wait_final(&t.task_id).await;
-    assert!(matches!(e.status, EventStatus::Succeeded { exit_code: 0, .. }), "{e:?}");
+    assert!(
+        matches!(e.status, EventStatus::Succeeded { exit_code: 0, .. }),
+        "{e:?}"
+    );
     assert_eq!(e.node, fleet.name("b"));
     assert_eq!(e.job_id.as_deref(), Some("job-test"));
 
@@ -55,8 +58,14 @@ async fn tasks_on_node_and_pool_queues_run_once_on_the_right_workers() {
         let e = fleet.wait_final(&t.task_id).await;
         assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
         *by_node.entry(e.node.clone()).or_default() += 1;
-        assert_eq!(fleet.task_field(&t.task_id, "state").await.as_deref(), Some("succeeded"));
-        assert_eq!(fleet.task_field(&t.task_id, "runs").await.as_deref(), Some("1"));
+        assert_eq!(
+            fleet.task_field(&t.task_id, "state").await.as_deref(),
+            Some("succeeded")
+        );
+        assert_eq!(
+            fleet.task_field(&t.task_id, "runs").await.as_deref(),
+            Some("1")
+        );
     }
     for t in &tasks {
         let started = fleet
@@ -107,7 +116,11 @@ async fn every_engine_kind_runs_through_the_fleet_as_the_cli_would() {
     let t = fleet::task(TaskSpec::Backup(spec));
     fleet.publish(&q, &t).await;
     let e = fleet.wait_final(&t.task_id).await;
-    let EventStatus::Succeeded { exit_code: 0, result } = &e.status else {
+    let EventStatus::Succeeded {
+        exit_code: 0,
+        result,
+    } = &e.status
+    else {
         panic!("backup failed: {e:?}")
     };
     assert!(result["backup_id"].is_string(), "{result}");
@@ -115,7 +128,10 @@ async fn every_engine_kind_runs_through_the_fleet_as_the_cli_would() {
     assert_eq!(manifests.len(), 1);
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(&manifests[0]).unwrap()).unwrap();
-    assert!(manifest["fencing_token"].as_u64().is_some_and(|t| t >= 1), "{manifest}");
+    assert!(
+        manifest["fencing_token"].as_u64().is_some_and(|t| t >= 1),
+        "{manifest}"
+    );
 
     let target = fleet.dir.join("restored");
     let restore: RestoreSpec = serde_json::from_value(json!({
@@ -140,7 +156,9 @@ async fn every_engine_kind_runs_through_the_fleet_as_the_cli_would() {
     let t = fleet::task(TaskSpec::List(list));
     fleet.publish(&q, &t).await;
     let e = fleet.wait_final(&t.task_id).await;
-    let EventStatus::Succeeded { result, .. } = &e.status else { panic!("{e:?}") };
+    let EventStatus::Succeeded { result, .. } = &e.status else {
+        panic!("{e:?}")
+    };
     assert_eq!(result.as_array().map(Vec::len), Some(1), "{result}");
 
     let verify: VerifySpec = serde_json::from_value(json!({
@@ -151,7 +169,10 @@ async fn every_engine_kind_runs_through_the_fleet_as_the_cli_would() {
     let t = fleet::task(TaskSpec::Verify(verify));
     fleet.publish(&q, &t).await;
     let e = fleet.wait_final(&t.task_id).await;
-    assert!(matches!(e.status, EventStatus::Succeeded { exit_code: 0, .. }), "{e:?}");
+    assert!(
+        matches!(e.status, EventStatus::Succeeded { exit_code: 0, .. }),
+        "{e:?}"
+    );
 
     let prune: PruneSpec = serde_json::from_value(json!({
         "backup_name": "docs", "container": fleet.store(), "storage": ["local1"],
@@ -180,8 +201,16 @@ async fn poison_messages_are_rejected_with_their_reason_and_the_worker_goes_on()
     typo["spec"] = json!({"sleep_msec": 5});
     let cases: Vec<(Vec<u8>, &str, &str)> = vec![
         (b"{not json".to_vec(), "msg-garbage", "not a JSON object"),
-        (serde_json::to_vec(&wrong_version).unwrap(), "msg-version", "schema_version 99"),
-        (serde_json::to_vec(&typo).unwrap(), "msg-typo", "spec.sleep_msec"),
+        (
+            serde_json::to_vec(&wrong_version).unwrap(),
+            "msg-version",
+            "schema_version 99",
+        ),
+        (
+            serde_json::to_vec(&typo).unwrap(),
+            "msg-typo",
+            "spec.sleep_msec",
+        ),
     ];
     for (body, id, _) in &cases {
         fleet.publish_raw(&q, body, Some(id)).await;
@@ -192,14 +221,15 @@ async fn poison_messages_are_rejected_with_their_reason_and_the_worker_goes_on()
                 matches!(&e.status, EventStatus::Rejected { message_id: Some(m), .. } if m == id)
             })
             .await;
-        let EventStatus::Rejected { reason: got, .. } = &e.status else { unreachable!() };
+        let EventStatus::Rejected { reason: got, .. } = &e.status else {
+            unreachable!()
+        };
         assert!(got.contains(reason), "{id}: {got}");
         assert_eq!(e.routing_key().split('.').nth(2), Some("rejected"));
         fleet::wait_until("the dead letter", fleet::PATIENCE, || {
-            dead.lock()
-                .unwrap()
-                .iter()
-                .any(|(_, m, r)| m.as_deref() == Some(*id) && r.as_deref().is_some_and(|r| r.contains(reason)))
+            dead.lock().unwrap().iter().any(|(_, m, r)| {
+                m.as_deref() == Some(*id) && r.as_deref().is_some_and(|r| r.contains(reason))
+            })
         });
     }
 
@@ -214,7 +244,14 @@ async fn poison_messages_are_rejected_with_their_reason_and_the_worker_goes_on()
     for (t, what) in [(&unknown_storage, "nowhere"), (&unknown_key, "nokey")] {
         fleet.publish(&q, t).await;
         let e = fleet.wait_final(&t.task_id).await;
-        let EventStatus::Failed { error_class, reason, .. } = &e.status else { panic!("{e:?}") };
+        let EventStatus::Failed {
+            error_class,
+            reason,
+            ..
+        } = &e.status
+        else {
+            panic!("{e:?}")
+        };
         assert_eq!(*error_class, ErrorClass::Permanent);
         assert!(reason.contains(what), "{reason}");
     }
@@ -223,7 +260,10 @@ async fn poison_messages_are_rejected_with_their_reason_and_the_worker_goes_on()
     fleet.publish(&q, &expired).await;
     let e = fleet.wait_final(&expired.task_id).await;
     assert!(matches!(e.status, EventStatus::Expired { .. }), "{e:?}");
-    assert_eq!(fleet.task_field(&expired.task_id, "state").await.as_deref(), Some("expired"));
+    assert_eq!(
+        fleet.task_field(&expired.task_id, "state").await.as_deref(),
+        Some("expired")
+    );
 
     // Still serving.
     fleet.publish(&q, &good).await;
@@ -245,22 +285,44 @@ async fn a_duplicate_delivery_runs_once_and_gets_the_recorded_result() {
     fleet.publish(&q, &t).await;
     fleet.publish(&q, &t).await;
     let first = fleet.wait_final(&t.task_id).await;
-    assert!(matches!(first.status, EventStatus::Succeeded { .. }), "{first:?}");
+    assert!(
+        matches!(first.status, EventStatus::Succeeded { .. }),
+        "{first:?}"
+    );
     // A copy after it finished gets the recorded result again.
-    let before = fleet.events_of(&t.task_id).iter().filter(|e| e.status.is_final()).count();
+    let before = fleet
+        .events_of(&t.task_id)
+        .iter()
+        .filter(|e| e.status.is_final())
+        .count();
     fleet.publish(&q, &t).await;
     fleet
         .wait_event("the recorded result again", |_| {
-            fleet.events_of(&t.task_id).iter().filter(|e| e.status.is_final()).count() > before
+            fleet
+                .events_of(&t.task_id)
+                .iter()
+                .filter(|e| e.status.is_final())
+                .count()
+                > before
         })
         .await;
     let events = fleet.events_of(&t.task_id);
-    let started = events.iter().filter(|e| matches!(e.status, EventStatus::Started)).count();
+    let started = events
+        .iter()
+        .filter(|e| matches!(e.status, EventStatus::Started))
+        .count();
     assert_eq!(started, 1, "{events:?}");
     for e in events.iter().filter(|e| e.status.is_final()) {
         assert_eq!(e.status, first.status, "a republished result differs");
     }
-    assert_eq!(fleet::manifests(&fleet.store()).len(), 1, "the backup ran twice");
-    assert_eq!(fleet.task_field(&t.task_id, "runs").await.as_deref(), Some("1"));
+    assert_eq!(
+        fleet::manifests(&fleet.store()).len(),
+        1,
+        "the backup ran twice"
+    );
+    assert_eq!(
+        fleet.task_field(&t.task_id, "runs").await.as_deref(),
+        Some("1")
+    );
     fleet.cleanup().await;
 }

@@ -58,7 +58,12 @@ async fn same_name_backups_at_the_same_moment_never_interleave() {
         .filter(|e| matches!(e.status, EventStatus::Succeeded { .. }))
         .collect();
     for e in [&ea, &eb] {
-        if let EventStatus::Failed { error_class, exit_code, reason } = &e.status {
+        if let EventStatus::Failed {
+            error_class,
+            exit_code,
+            reason,
+        } = &e.status
+        {
             assert_eq!(*error_class, ErrorClass::Locked, "{reason}");
             assert_eq!(*exit_code, 11);
         }
@@ -93,16 +98,28 @@ async fn prune_fails_fast_against_a_running_backup_and_a_lost_lock_aborts_the_ba
     let lock_key = format!(
         "{}lock:{}",
         fleet.prefix,
-        freezer_contracts::lock_scope("local1", &fleet.store().display().to_string(), "test-host", "held")
+        freezer_contracts::lock_scope(
+            "local1",
+            &fleet.store().display().to_string(),
+            "test-host",
+            "held"
+        )
     );
     let mut c = fleet.redis().await;
     let end = std::time::Instant::now() + fleet::PATIENCE;
     loop {
-        let exists: bool = redis::cmd("EXISTS").arg(&lock_key).query_async(&mut c).await.unwrap();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&lock_key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         if exists {
             break;
         }
-        assert!(std::time::Instant::now() < end, "the backup never took its lock");
+        assert!(
+            std::time::Instant::now() < end,
+            "the backup never took its lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -116,20 +133,44 @@ async fn prune_fails_fast_against_a_running_backup_and_a_lost_lock_aborts_the_ba
     fleet.publish(&q, &prune).await;
     let e = fleet.wait_final(&prune.task_id).await;
     assert!(
-        matches!(e.status, EventStatus::Failed { error_class: ErrorClass::Locked, exit_code: 11, .. }),
+        matches!(
+            e.status,
+            EventStatus::Failed {
+                error_class: ErrorClass::Locked,
+                exit_code: 11,
+                ..
+            }
+        ),
         "{e:?}"
     );
 
     // Someone else takes the lock (as after an expiry): the backup aborts and commits nothing.
-    let _: () = redis::cmd("SET").arg(&lock_key).arg("intruder").query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&lock_key)
+        .arg("intruder")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let e = fleet.wait_final(&backup.task_id).await;
-    let EventStatus::Failed { error_class, reason, .. } = &e.status else {
+    let EventStatus::Failed {
+        error_class,
+        reason,
+        ..
+    } = &e.status
+    else {
         panic!("the backup finished anyway: {e:?}")
     };
     assert_eq!(*error_class, ErrorClass::Locked, "{reason}");
-    assert!(fleet::manifests(&fleet.store()).is_empty(), "a backup was committed without its lock");
+    assert!(
+        fleet::manifests(&fleet.store()).is_empty(),
+        "a backup was committed without its lock"
+    );
     // The intruder's lock is not released by the aborted task.
-    let holder: Option<String> = redis::cmd("GET").arg(&lock_key).query_async(&mut c).await.unwrap();
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(&lock_key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(holder.as_deref(), Some("intruder"));
     fleet.cleanup().await;
 }
@@ -156,7 +197,10 @@ async fn a_pool_backup_of_a_killed_worker_is_run_again_by_another() {
     assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
     assert_ne!(e.node, started.node);
     assert_eq!(fleet::manifests(&fleet.store()).len(), 1);
-    assert_eq!(fleet.task_field(&t.task_id, "runs").await.as_deref(), Some("2"));
+    assert_eq!(
+        fleet.task_field(&t.task_id, "runs").await.as_deref(),
+        Some("2")
+    );
     fleet.cleanup().await;
 }
 
@@ -198,11 +242,19 @@ async fn sigterm_finishes_short_tasks_gives_back_long_ones_and_exits_0() {
     fleet.wait_started(&short.task_id).await;
     fleet.wait_started(&long.task_id).await;
     a.signal(libc::SIGTERM);
-    assert_eq!(a.wait_exit(Duration::from_secs(60)), Some(0), "{}", a.log_text());
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        a.log_text()
+    );
     let e = fleet.wait_final(&short.task_id).await;
     assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
     // The long one was given back to the pool, not reported: another worker takes it.
-    assert!(fleet.events_of(&long.task_id).iter().all(|e| !e.status.is_final()));
+    assert!(fleet
+        .events_of(&long.task_id)
+        .iter()
+        .all(|e| !e.status.is_final()));
     let mut c = fleet.redis().await;
     let hb: Option<String> = redis::cmd("GET")
         .arg(format!("{}worker:{}", fleet.prefix, a.node))
@@ -226,7 +278,10 @@ async fn a_task_longer_than_the_consumer_timeout_completes_once() {
     let _guard = BROKER.lock().await;
     let set = |ms: u64| {
         let out = std::process::Command::new("rabbitmqctl")
-            .args(["eval", &format!("application:set_env(rabbit, consumer_timeout, {ms}).")])
+            .args([
+                "eval",
+                &format!("application:set_env(rabbit, consumer_timeout, {ms})."),
+            ])
             .output()
             .expect("rabbitmqctl");
         assert!(out.status.success(), "{out:?}");
@@ -237,10 +292,13 @@ async fn a_task_longer_than_the_consumer_timeout_completes_once() {
     spec.concurrency = 1;
     let a = fleet.start(&spec);
     let src = slow_source(&fleet.dir, SLOW_MIB);
-    // A backup, then a noop that waits well past the timeout, with a second task queued behind
-    // them (buffered deliveries must not sit unacknowledged either).
+    // RabbitMQ 3.10 checks the timeout once a minute (`examples/consumer_timeout_probe.rs`: a
+    // channel holding an unacknowledged delivery is closed ~60 s after it got it, with the
+    // timeout at 2 s). So: a backup longer than the timeout, then a task of 70 s, which a check
+    // must see, with a third task queued behind them (buffered deliveries must not sit
+    // unacknowledged either).
     let backup = fleet::task(TaskSpec::Backup(slow_backup(&fleet, &src, "long")));
-    let long = fleet::noop(8000);
+    let long = fleet::noop(70_000);
     let after = fleet::noop(0);
     let q = fleet.node_queue("a");
     fleet.publish(&q, &backup).await;

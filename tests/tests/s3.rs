@@ -94,7 +94,10 @@ fn s3_round_trip_incrementals_and_restore_at_every_point_encrypted() {
     assert_eq!(list.len(), 2, "{list:#?}");
     assert!(list.iter().all(|b| b["restorable"] == true), "{list:#?}");
     assert!(
-        list[0]["path"].as_str().unwrap().starts_with("s3://freezer-test/s3-roundtrip/"),
+        list[0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://freezer-test/s3-roundtrip/"),
         "{list:#?}"
     );
 
@@ -157,7 +160,8 @@ fn s3_from_the_environment_with_ca_bundle_variables_set() {
     // Without the endpoint the client would go to AWS: it must not silently succeed here.
     let mut cmd = worker();
     cmd.args(fx.cmd_args::<&str>("list", &[]));
-    cmd.env("AWS_ACCESS_KEY_ID", "x").env("AWS_SECRET_ACCESS_KEY", "y");
+    cmd.env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y");
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");
     let out = run_command(&mut cmd, Duration::from_secs(300));
     assert_ne!(out.code(), 0, "{out}");
@@ -240,7 +244,10 @@ fn s3_permanent_errors_fail_at_once_with_a_clear_message() {
     bad.location[1] = config.into();
     let out = bad.try_backup(&[] as &[&str]);
     out.assert_code(10).assert_no_panic();
-    assert!(out.stderr.contains("\"no-such-bucket\" does not exist"), "{out}");
+    assert!(
+        out.stderr.contains("\"no-such-bucket\" does not exist"),
+        "{out}"
+    );
     let out = run(bad.restore_args(&fx.path("t"), &[] as &[&str]));
     out.assert_code(10).assert_no_panic();
 
@@ -263,7 +270,10 @@ fn wait_for_upload(b: &S3Storage, bytes: u64, child: &mut std::process::Child) {
         if child.try_wait().unwrap().is_some() {
             return;
         }
-        let stored: u64 = b.list("").map(|l| l.iter().map(|o| o.size).sum()).unwrap_or(0);
+        let stored: u64 = b
+            .list("")
+            .map(|l| l.iter().map(|o| o.size).sum())
+            .unwrap_or(0);
         if stored >= bytes {
             return;
         }
@@ -278,12 +288,9 @@ fn s3_killed_backup_leaves_no_visible_backup_and_prune_removes_its_debris() {
     };
     write_random_file(&fx.src.join("big.bin"), 11, 64 << 20);
     let mut cmd = worker();
-    cmd.args(fx.backup_args(
-        &fx.src,
-        &["--compression", "none", "--upload-limit", "8M"],
-    ))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(fx.backup_args(&fx.src, &["--compression", "none", "--upload-limit", "8M"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let b = bucket(&garage, "s3-killed");
     wait_for_upload(&b, 4 << 20, &mut child);

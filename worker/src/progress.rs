@@ -32,7 +32,11 @@ impl Counters {
 
     /// Whether the run should stop: the process was interrupted or this run was cancelled.
     pub fn cancelled(&self) -> bool {
-        crate::interrupted() || self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+        crate::interrupted()
+            || self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 }
 

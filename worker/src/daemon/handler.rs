@@ -63,7 +63,9 @@ pub async fn handle(shared: Arc<Shared>, queue: String, delivery: Delivery) {
         kind = %task.kind(),
         queue = %queue
     );
-    run_task(shared, queue, delivery, task).instrument(span).await
+    run_task(shared, queue, delivery, task)
+        .instrument(span)
+        .await
 }
 
 async fn reject(
@@ -95,7 +97,13 @@ async fn reject(
     } else {
         let _ = delivery.acker.ack(BasicAckOptions::default()).await;
     }
-    let event = Event::rejected(&delivery.data, message_id, &shared.daemon.node, now(), error);
+    let event = Event::rejected(
+        &delivery.data,
+        message_id,
+        &shared.daemon.node,
+        now(),
+        error,
+    );
     let kind = event.kind.map_or(UNKNOWN_KIND, |k| k.as_str());
     shared.metrics.task_done(kind, "rejected");
     if let Err(e) = shared.publisher.event(&event, PUBLISH_GIVE_UP).await {
@@ -112,7 +120,13 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
             Ok(c) => break c,
             Err(e) if shared.stopping.load(Ordering::SeqCst) => {
                 tracing::warn!(error = %e, "cannot claim while stopping; returning the task to its queue");
-                let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
                 return;
             }
             Err(e) => {
@@ -155,7 +169,16 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
         .unwrap()
         .insert(id.clone(), running.clone());
     shared.metrics.in_flight.inc();
-    execute(&shared, &queue, &delivery.data, &task, &lease, &running, runs > 1).await;
+    execute(
+        &shared,
+        &queue,
+        &delivery.data,
+        &task,
+        &lease,
+        &running,
+        runs > 1,
+    )
+    .await;
     shared.metrics.in_flight.dec();
     shared.running.lock().unwrap().remove(&id);
 }
@@ -219,7 +242,9 @@ async fn execute(
     m.duration
         .get_or_create(&label)
         .observe(clock.elapsed().as_secs_f64());
-    m.bytes_read.get_or_create(&label).inc_by(outcome.bytes_read);
+    m.bytes_read
+        .get_or_create(&label)
+        .inc_by(outcome.bytes_read);
     m.bytes_stored
         .get_or_create(&label)
         .inc_by(outcome.bytes_stored);
@@ -231,9 +256,16 @@ async fn execute(
                     job_id: task.job_id.clone(),
                 })
                 .set(now().unix_seconds() as f64);
-            tracing::info!(duration_seconds = clock.elapsed().as_secs_f64(), "task succeeded");
+            tracing::info!(
+                duration_seconds = clock.elapsed().as_secs_f64(),
+                "task succeeded"
+            );
         }
-        EventStatus::Failed { reason, error_class, .. } => {
+        EventStatus::Failed {
+            reason,
+            error_class,
+            ..
+        } => {
             m.task_done(kind, "failed");
             tracing::warn!(%reason, error_class = error_class.as_str(), "task failed");
         }
@@ -298,7 +330,11 @@ async fn abandon(shared: &Shared, queue: &str, body: &[u8], task: &TaskEnvelope,
     // Release first so the re-published copy can be claimed at once; if the publish fails the
     // reaper re-queues it (the record says running and no lease exists).
     let _ = shared.store.release(lease).await;
-    if let Err(e) = shared.publisher.publish(&msg, Duration::from_secs(10)).await {
+    if let Err(e) = shared
+        .publisher
+        .publish(&msg, Duration::from_secs(10))
+        .await
+    {
         tracing::warn!(error = %e, "cannot re-queue the abandoned task; the reaper will");
     }
 }

@@ -51,7 +51,9 @@ async fn renew_leases(shared: &Shared) {
                 r.lease_lost.store(true, Ordering::SeqCst);
                 r.cancel.store(true, Ordering::SeqCst);
             }
-            Err(e) => tracing::warn!(task_id = %r.lease.task_id, error = %e, "cannot renew a task lease"),
+            Err(e) => {
+                tracing::warn!(task_id = %r.lease.task_id, error = %e, "cannot renew a task lease")
+            }
         }
     }
 }
@@ -119,7 +121,12 @@ async fn reap(shared: &Shared) -> redis::RedisResult<()> {
                     shared.store.reported(&id).await?;
                     continue;
                 };
-                if shared.publisher.event(&event, Duration::from_secs(5)).await.is_ok() {
+                if shared
+                    .publisher
+                    .event(&event, Duration::from_secs(5))
+                    .await
+                    .is_ok()
+                {
                     shared.store.reported(&id).await?;
                 }
             }

@@ -21,8 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-type Deliveries =
-    SelectAll<Pin<Box<dyn futures_util::Stream<Item = (String, lapin::Result<lapin::message::Delivery>)> + Send>>>;
+type Deliveries = SelectAll<
+    Pin<
+        Box<
+            dyn futures_util::Stream<Item = (String, lapin::Result<lapin::message::Delivery>)>
+                + Send,
+        >,
+    >,
+>;
 
 /// Consumes `queues` on `conn` until the connection fails (`Err`) or `stop` turns true (`Ok`).
 pub async fn consume(

@@ -113,7 +113,8 @@ impl LockSet {
                     return Err(LockError::Redis(e));
                 }
             }
-            let fence: Result<u64, _> = redis::cmd("INCR").arg(&fence_key).query_async(&mut c).await;
+            let fence: Result<u64, _> =
+                redis::cmd("INCR").arg(&fence_key).query_async(&mut c).await;
             let fence = match fence {
                 Ok(f) => f,
                 Err(e) => {

@@ -124,7 +124,11 @@ impl Metrics {
             let _ = m.bytes_read.get_or_create(&l);
             let _ = m.bytes_stored.get_or_create(&l);
         }
-        registry.register("freezer_tasks", "Tasks finished, by kind and result", m.tasks.clone());
+        registry.register(
+            "freezer_tasks",
+            "Tasks finished, by kind and result",
+            m.tasks.clone(),
+        );
         registry.register(
             "freezer_task_duration_seconds",
             "Task run time, by kind",

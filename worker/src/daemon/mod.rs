@@ -164,7 +164,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     shared.stop.notify_waiters();
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(shared.daemon.grace_period_seconds);
-    let drained = tokio::time::timeout(grace, wait_idle(&shared)).await.is_ok();
+    let drained = tokio::time::timeout(grace, wait_idle(&shared))
+        .await
+        .is_ok();
     if !drained {
         tracing::warn!("grace period over: abandoning the tasks still running");
         for r in shared.running.lock().unwrap().values() {
@@ -210,7 +212,9 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Re
                 match r {
                     Ok(()) => {
                         // Stopping: keep the connection for the events of finishing tasks.
-                        while shared.reserved.load(Ordering::SeqCst) > 0 && conn.status().connected() {
+                        while shared.reserved.load(Ordering::SeqCst) > 0
+                            && conn.status().connected()
+                        {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         if conn.status().connected() {
@@ -219,12 +223,16 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Re
                             return;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "lost the broker connection; reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the broker connection; reconnecting")
+                    }
                 }
                 shared.publisher.detach().await;
                 let _ = conn.close(320, "reconnecting".into()).await;
             }
-            Err(e) => tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the broker"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the broker")
+            }
         }
         if *stop.borrow() && shared.reserved.load(Ordering::SeqCst) == 0 {
             return;
@@ -247,7 +255,11 @@ async fn connect(shared: &Shared, queues: &[String]) -> std::result::Result<Conn
         .await
         .map_err(|e| e.to_string())?;
     let _ = ch.close(200, "declared".into()).await;
-    shared.publisher.attach(&conn).await.map_err(|e| e.to_string())?;
+    shared
+        .publisher
+        .attach(&conn)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(conn)
 }
 
@@ -263,7 +275,10 @@ pub fn main(config: WorkerConfig) -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("freezer-worker: cannot start the runtime: {e}");

@@ -54,9 +54,18 @@ redis.call('SADD', KEYS[3], ARGV[7])
 return {'claimed', tostring(runs)}
 "#;
 
+// Our lease, or no lease at all while the record is still ours or gone (Redis restarted without
+// persistence, or our lease ran out during an outage and nobody claimed the task since).
 const FINISH: &str = r#"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'event', ARGV[3])
+local v = redis.call('GET', KEYS[2])
+if v ~= ARGV[1] then
+  if v then return 0 end
+  local state = redis.call('HGET', KEYS[1], 'state')
+  local node = redis.call('HGET', KEYS[1], 'node')
+  if state and state ~= 'running' then return 0 end
+  if node and node ~= ARGV[5] then return 0 end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'event', ARGV[3], 'node', ARGV[5])
 redis.call('HDEL', KEYS[1], 'body')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
@@ -141,7 +150,12 @@ impl TaskStore {
     }
 
     /// Claims task `id` (message `body`, consumed from `queue`) for this worker.
-    pub async fn claim(&self, id: &str, queue: &str, body: &[u8]) -> redis::RedisResult<(Claim, Lease)> {
+    pub async fn claim(
+        &self,
+        id: &str,
+        queue: &str,
+        body: &[u8],
+    ) -> redis::RedisResult<(Claim, Lease)> {
         let token = super::random_token();
         let lease = Lease {
             task_id: id.to_string(),
@@ -180,7 +194,12 @@ impl TaskStore {
 
     /// Records the final state and event of a task this worker holds; false when the lease was
     /// lost (the record is then left to whoever holds it now).
-    pub async fn finish(&self, lease: &Lease, state: &str, event: &[u8]) -> redis::RedisResult<bool> {
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        state: &str,
+        event: &[u8],
+    ) -> redis::RedisResult<bool> {
         let done: i64 = Script::new(FINISH)
             .key(self.task_key(&lease.task_id))
             .key(self.lease_key(&lease.task_id))
@@ -188,6 +207,7 @@ impl TaskStore {
             .arg(state)
             .arg(event)
             .arg(self.record_ttl)
+            .arg(&self.node)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(done == 1)
