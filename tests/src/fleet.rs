@@ -16,7 +16,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -524,7 +524,8 @@ impl Fleet {
     pub async fn cleanup(&self) {
         if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
             if let Ok(ch) = conn.create_channel().await {
-                for q in self.queues.lock().unwrap().clone() {
+                let queues = self.queues.lock().unwrap().clone();
+                for q in queues {
                     let _ = ch
                         .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                         .await;

@@ -178,7 +178,7 @@ async fn prune_fails_fast_against_a_running_backup_and_a_lost_lock_aborts_the_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_backup_of_a_killed_worker_is_run_again_by_another() {
     let fleet = Fleet::new().await;
-    let mut workers = vec![
+    let mut workers = [
         fleet.start(&WorkerSpec::new("a", &["p"])),
         fleet.start(&WorkerSpec::new("b", &["p"])),
     ];

@@ -54,7 +54,6 @@ async fn a_broker_restart_loses_no_task_and_runs_none_twice() {
 /// A redis-server of this test on its own port; killed on drop.
 struct OwnRedis {
     child: Child,
-    port: u16,
 }
 
 impl OwnRedis {
@@ -77,7 +76,7 @@ impl OwnRedis {
         fleet::wait_until("redis-server", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        OwnRedis { child, port }
+        OwnRedis { child }
     }
 }
 
