@@ -7,6 +7,7 @@
     dataset.py size    DIR                total bytes of regular files under DIR
     dataset.py count   DIR                "<files> <dirs>" under DIR (the root not counted)
     dataset.py listing DIR OUT            checksum listing (path, type, size, mode, mtime s, sha256), sorted
+    dataset.py random  FILE SIZE          FILE of SIZE incompressible bytes (seeded by FILE's name; bench/s3.sh)
 
 Every byte comes from random.Random seeded with a fixed string (no os.urandom), so the dataset is the
 same on every machine and every run. The marker DATA_DIR/.marker holds the format version and the scale;
@@ -362,6 +363,12 @@ def listing(root: str, out: str) -> None:
         f.write("\n".join(lines) + ("\n" if lines else ""))
 
 
+def random_file(path: str, n: int) -> None:
+    """n incompressible bytes, the same for the same file name and size."""
+    r = random.Random(f"{SEED}-random-{os.path.basename(path)}")
+    _write_stream(path, n, r.randbytes)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -379,6 +386,8 @@ def main(argv: list[str]) -> int:
         print(*count(args[0]))
     elif cmd == "listing":
         listing(args[0], args[1])
+    elif cmd == "random":
+        random_file(args[0], int(args[1]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -320,3 +320,197 @@ fn s3_killed_backup_leaves_no_visible_backup_and_prune_removes_its_debris() {
     fx.restore(&target, &[] as &[&str]);
     compare_trees(&fx.src, &target);
 }
+
+/// A fixture with two storages in its configuration: `disk` (its local container) and `garage`
+/// (`freezer-test/<test>` on its own garage), used as `--storage disk,garage`.
+fn multi_fixture(test: &str) -> Option<(Garage, Fixture, std::path::PathBuf)> {
+    let garage = Garage::start(test)?;
+    let mut fx = Fixture::new(test);
+    let config = fx.path("worker.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storages.disk]\ntype = \"local\"\ncontainer = \"{}\"\n\n{}",
+            fx.container.display(),
+            garage.storage_entry("garage", &format!("{BUCKET}/{test}"), fx.root())
+        ),
+    )
+    .unwrap();
+    fx.location = vec![
+        "--config".into(),
+        config.clone().into(),
+        "--storage".into(),
+        "disk,garage".into(),
+    ];
+    Some((garage, fx, config))
+}
+
+/// `fx`'s arguments for `cmd` with `--storage` replaced by `storage`.
+fn with_storage(fx: &Fixture, args: Vec<OsString>, storage: &str) -> Vec<OsString> {
+    let mut args = args;
+    let i = args.iter().position(|a| a == "--storage").unwrap();
+    args[i + 1] = storage.into();
+    let _ = fx;
+    args
+}
+
+#[test]
+fn several_storages_get_every_backup_and_restore_falls_back_past_damage() {
+    let Some((garage, fx, _)) = multi_fixture("multi-fallback") else {
+        return;
+    };
+    initial_tree(&fx);
+    let mut args = fx.enc();
+    args.extend(["--max-segment-size".into(), "256K".into()]);
+    fx.backup(&args);
+    // Both storages hold the whole backup.
+    for storage in ["disk", "garage"] {
+        let out = run_ok(with_storage(&fx, fx.cmd_args::<&str>("list", &[]), storage));
+        let rows = out.json();
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{storage}: {out}");
+        assert_eq!(rows[0]["restorable"], true, "{storage}: {out}");
+    }
+    let on_s3 = bucket(&garage, "multi-fallback").list("").unwrap();
+    assert!(on_s3.iter().any(|o| o.key.ends_with("manifest.json")));
+
+    // Damage the first storage: a flipped byte in segment 0, the tail of segment 1 (the bytes
+    // segment 2's CFB stream continues from) and a missing segment 3.
+    let manifests = find_manifests(&fx.container);
+    let dir = manifests[0].parent().unwrap();
+    let segs = segment_paths(dir);
+    assert!(segs.len() > 4, "{segs:?}");
+    flip_byte(&segs[0], 100);
+    let tail = fs::metadata(&segs[1]).unwrap().len() - 3;
+    flip_byte(&segs[1], tail);
+    fs::remove_file(&segs[3]).unwrap();
+
+    let only_disk = fx.path("only-disk");
+    let out = run(with_storage(
+        &fx,
+        fx.restore_args(&only_disk, &fx.enc()),
+        "disk",
+    ));
+    out.assert_code(12).assert_no_panic();
+
+    let target = fx.path("restored");
+    let out = fx.restore(&target, &fx.enc());
+    compare_trees(&fx.src, &target);
+    assert!(
+        out.stderr.contains("disk"),
+        "the damaged copy is reported: {out}"
+    );
+
+    // verify through both storages finds a sound copy of everything.
+    let mut read_all = fx.enc();
+    read_all.push("--read-data".into());
+    let v = fx.verify(&read_all);
+    v.assert_code(0);
+}
+
+#[test]
+fn a_failing_storage_fails_the_backup_and_no_storage_shows_it() {
+    let Some((garage, fx, config)) = multi_fixture("multi-failing") else {
+        return;
+    };
+    fs::write(fx.src.join("a.txt"), b"first\n").unwrap();
+    fx.backup(&[] as &[&str]);
+
+    // The garage member loses its credentials: every upload to it is refused.
+    let bad_secret = fx.path("bad.secret");
+    fs::write(&bad_secret, "0".repeat(64)).unwrap();
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace(
+            &fx.root().join("garage.secret").display().to_string(),
+            &bad_secret.display().to_string(),
+        ),
+    )
+    .unwrap();
+    fs::write(fx.src.join("b.txt"), b"second\n").unwrap();
+    let out = fx.try_backup(&[] as &[&str]);
+    out.assert_code(1).assert_no_panic();
+    assert!(
+        out.stderr.contains("storage 'garage'"),
+        "names the storage: {out}"
+    );
+    drop(garage);
+
+    // The local member shows only the first backup, and holds nothing of the failed one.
+    let out = run_ok(with_storage(&fx, fx.cmd_args::<&str>("list", &[]), "disk"));
+    assert_eq!(out.json().as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(find_manifests(&fx.container).len(), 1);
+}
+
+#[test]
+fn an_s3_outage_in_the_middle_of_a_backup_is_ridden_out_by_retries() {
+    let Some((garage, fx)) = s3_fixture("s3-outage") else {
+        return;
+    };
+    write_random_file(&fx.src.join("big.bin"), 21, 48 << 20);
+    let log = fx.path("outage.err");
+    let mut cmd = worker();
+    cmd.args(fx.backup_args(&fx.src, &["--compression", "none", "--upload-limit", "8M"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(&log).unwrap()));
+    let mut child = cmd.spawn().unwrap();
+    let b = bucket(&garage, "s3-outage");
+    wait_for_upload(&b, 4 << 20, &mut child);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup finished before the outage (test inconclusive)"
+    );
+    garage.halt();
+    std::thread::sleep(Duration::from_secs(3));
+    garage.resume();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup hung after the outage"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("retry") || stderr.contains("retrying"),
+        "the outage was met and retried:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if status.success() {
+        let list = fx.list();
+        assert_eq!(list.len(), 1, "{list:#?}");
+        let target = fx.path("restored");
+        fx.restore(&target, &[] as &[&str]);
+        compare_trees(&fx.src, &target);
+    } else {
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(fx.list().is_empty(), "a failed backup is not visible");
+    }
+}
+
+#[test]
+fn bandwidth_limits_slow_transfers_down_to_the_limit() {
+    // Lower bounds only: a loaded machine makes a run slower, never faster.
+    let fx = Fixture::new("limits");
+    write_random_file(&fx.src.join("r.bin"), 5, 4 << 20);
+    let started = Instant::now();
+    fx.backup(&["--compression", "none", "--upload-limit", "1M"]);
+    let up = started.elapsed();
+    assert!(
+        up >= Duration::from_millis(3500),
+        "4 MiB at 1 MiB/s took {up:?}"
+    );
+    let target = fx.path("restored");
+    let started = Instant::now();
+    fx.restore(&target, &["--download-limit", "2M"]);
+    let down = started.elapsed();
+    assert!(
+        down >= Duration::from_millis(1700),
+        "4 MiB at 2 MiB/s took {down:?}"
+    );
+    compare_trees(&fx.src, &target);
+}

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::levels::LevelPolicy;
 use crate::list;
 use crate::progress::human_bytes;
+use crate::storage::parse_rate;
 use crate::timestamp::Timestamp;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -173,7 +174,8 @@ struct Opened {
 impl Location {
     /// Opens the storage: flags over the environment over the configuration.
     fn open(&self, config: &WorkerConfig) -> Result<Opened> {
-        use crate::storage::{StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+        use crate::storage::{RetryPolicy, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+        use std::time::Duration;
         let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
             v.as_deref()
                 .map(|s| {
@@ -183,7 +185,17 @@ impl Location {
                 .transpose()
         };
         let t = &config.transfer;
+        let defaults = RetryPolicy::default();
         let transfer = Transfer {
+            retry: RetryPolicy {
+                max_attempts: t.retry_attempts.unwrap_or(defaults.max_attempts).max(1),
+                initial_delay: t
+                    .retry_initial_delay_ms
+                    .map_or(defaults.initial_delay, Duration::from_millis),
+                max_delay: t
+                    .retry_max_delay_ms
+                    .map_or(defaults.max_delay, Duration::from_millis),
+            },
             queue_size: self
                 .queue_size
                 .map(|q| q as usize)
@@ -210,16 +222,6 @@ impl Location {
             queue_size: transfer.queue_size,
             upload_limit: transfer.upload_limit,
         })
-    }
-}
-
-/// Parses a bandwidth limit: `10M`, `512K`, bytes per second; zero is refused.
-pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
-    match parse_size(s)? {
-        0 => Err(format!(
-            "a bandwidth limit of {s:?} would never transfer anything"
-        )),
-        n => Ok(n),
     }
 }
 
@@ -598,12 +600,12 @@ fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
         ));
     }
     let opened = a.location.open(config)?;
-    // Under an upload limit an object is paced whole, so objects are kept to a quarter of a
-    // second's budget: the limit then holds within a few percent over any 10-second window.
+    // Under an upload limit an object is paced whole, so objects are kept small enough for the
+    // limit to hold within a few percent over any 10-second window.
     let max_segment_size = match opened.upload_limit {
         Some(limit) => a
             .max_segment_size
-            .min((limit / 4).max(backup::MIN_SEGMENT_SIZE as u64)),
+            .min(crate::storage::max_object_for(limit)),
         None => a.max_segment_size,
     };
     let opts = BackupOptions {

@@ -19,7 +19,7 @@ use crate::engine::walk::Dereference;
 use crate::error::{Error, ErrorKind, Result};
 use crate::levels::LevelPolicy;
 use crate::retention::KeepPolicy;
-use crate::storage::{Storage, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+use crate::storage::{RetryPolicy, Storage, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
 use crate::timestamp::Timestamp;
 use freezer_contracts::{ByteSize, ErrorClass, EventStatus, TaskSpec};
 use serde_json::json;
@@ -123,8 +123,9 @@ async fn run(
             let transfer = transfer(config, s.queue_size, s.upload_limit, None)?;
             let storage = open(config, &s.storage, &s.container, &transfer)?;
             let max_segment = s.max_segment_size.map_or(2 << 20, ByteSize::bytes);
+            // As the CLI: under an upload limit objects stay small enough for the limit to hold.
             let max_segment = match transfer.upload_limit {
-                Some(limit) => max_segment.min((limit / 4).max(backup::MIN_SEGMENT_SIZE as u64)),
+                Some(limit) => max_segment.min(crate::storage::max_object_for(limit)),
                 None => max_segment,
             };
             let scopes = scopes(&s.storage, &s.container, &host, &s.backup_name);
@@ -325,12 +326,22 @@ fn transfer(
     let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
         v.as_deref()
             .map(|s| {
-                crate::cli::parse_rate(s)
+                crate::storage::parse_rate(s)
                     .map_err(|e| Error::usage(format!("configuration [transfer] {what}: {e}")))
             })
             .transpose()
     };
+    let defaults = RetryPolicy::default();
     Ok(Transfer {
+        retry: RetryPolicy {
+            max_attempts: t.retry_attempts.unwrap_or(defaults.max_attempts).max(1),
+            initial_delay: t
+                .retry_initial_delay_ms
+                .map_or(defaults.initial_delay, Duration::from_millis),
+            max_delay: t
+                .retry_max_delay_ms
+                .map_or(defaults.max_delay, Duration::from_millis),
+        },
         queue_size: queue_size
             .map(|q| q as usize)
             .or(t.queue_size)

@@ -181,8 +181,7 @@ impl Metrics {
             })
             .set(1);
         registry.register("freezer_build_info", "Build of this worker", build);
-        // TODO(storage metrics): call crate::storage::metrics::register(registry) once
-        // worker/src/storage/metrics.rs (freezer_storage_requests_total) is on main.
+        crate::storage::metrics::register(registry);
         m
     }
 

@@ -324,6 +324,11 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             }
             // The commit point: from here on the backup exists.
             let manifest_key = format!("{dir}/manifest.json");
+            // Recorded first: a manifest whose sync fails is removed with the rest.
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(manifest_key.clone());
             storage.put(&manifest_key, &manifest.to_json(keys.as_ref()))?;
             storage.sync(&[manifest_key])?;
             tracing::debug!(elapsed = ?started.elapsed(), "manifest committed");
@@ -349,8 +354,14 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         })
     })();
     if result.is_err() {
-        // Debris of a failed run: remove what was written (prune also cleans what a kill leaves).
-        for key in written.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        // Debris of a failed run: remove what was written, newest first so a manifest goes
+        // before its segments (prune also cleans what a kill leaves).
+        for key in written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+        {
             let _ = storage.delete(key);
         }
     }

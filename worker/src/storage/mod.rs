@@ -2,12 +2,22 @@
 //! object operations on `/`-separated keys relative to the container; backends implement it.
 
 mod local;
+pub mod memory;
+pub mod metrics;
+mod multi;
 mod open;
+mod retry;
 mod s3;
+mod throttle;
 
 pub use local::LocalStorage;
+pub use multi::MultiStorage;
 pub use open::{open, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+pub use retry::{RetryPolicy, RetryingStorage};
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
+pub use throttle::{
+    max_object_for, parse_rate, Clock, RateLimiter, SystemClock, ThrottledStorage, MIN_CHUNK,
+};
 
 use crate::error::Result;
 pub use crate::lock::NameLock;

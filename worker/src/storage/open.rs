@@ -2,7 +2,10 @@
 //! the worker configuration, the environment) into one [`Storage`]: each backend wrapped in
 //! retries, all of them behind one bandwidth limit, several at once behind a multi-storage.
 
-use super::{LocalStorage, S3Config, S3Credentials, S3Storage, Storage};
+use super::{
+    LocalStorage, MultiStorage, RateLimiter, RetryPolicy, RetryingStorage, S3Config, S3Credentials,
+    S3Storage, Storage, ThrottledStorage,
+};
 use crate::config::{S3Entry, StorageEntry, WorkerConfig};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -14,6 +17,8 @@ pub const DEFAULT_QUEUE_SIZE: usize = 4;
 /// Transfer settings of one run, after the configuration and the flags are merged.
 #[derive(Debug, Clone, Default)]
 pub struct Transfer {
+    /// How temporary failures are retried.
+    pub retry: RetryPolicy,
     /// Segments in flight at once.
     pub queue_size: usize,
     /// Upload limit in bytes per second.
@@ -36,7 +41,7 @@ pub struct StorageRequest {
 pub fn open(
     config: &WorkerConfig,
     request: &StorageRequest,
-    _transfer: &Transfer,
+    transfer: &Transfer,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn Storage>> {
     let names: Vec<&str> = if request.names.is_empty() {
@@ -44,29 +49,59 @@ pub fn open(
     } else {
         request.names.iter().map(String::as_str).collect()
     };
-    let mut members = Vec::with_capacity(names.len());
+    let limits = Limits {
+        upload: transfer.upload_limit.map(|l| Arc::new(RateLimiter::new(l))),
+        download: transfer
+            .download_limit
+            .map(|l| Arc::new(RateLimiter::new(l))),
+    };
+    let mut members: Vec<(String, Arc<dyn Storage>)> = Vec::with_capacity(names.len());
     for name in &names {
         if members.iter().any(|(n, _)| n == name) {
             return Err(Error::usage(format!("--storage names {name:?} twice")));
         }
-        members.push((name.to_string(), open_one(config, name, request, env)?));
+        let (backend, kind) = open_one(config, name, request, env)?;
+        members.push((name.to_string(), wrap(backend, kind, transfer, &limits)));
     }
-    let (_, first) = members.swap_remove(0);
-    if !members.is_empty() {
-        return Err(Error::usage(
-            "several storages at once are not available in this build",
-        ));
+    if members.len() == 1 {
+        return Ok(members.remove(0).1);
     }
-    Ok(first)
+    Ok(Arc::new(MultiStorage::new(members)))
 }
 
-/// Opens one backend, unwrapped.
+/// The two bandwidth limiters of a run, shared by every storage it writes to or reads from.
+struct Limits {
+    upload: Option<Arc<RateLimiter>>,
+    download: Option<Arc<RateLimiter>>,
+}
+
+/// Wraps one backend in retries (innermost: each attempt is paced and counted) and the run's
+/// bandwidth limits.
+fn wrap(
+    backend: Arc<dyn Storage>,
+    kind: &'static str,
+    transfer: &Transfer,
+    limits: &Limits,
+) -> Arc<dyn Storage> {
+    let retrying: Arc<dyn Storage> =
+        Arc::new(RetryingStorage::new(backend, transfer.retry.clone(), kind));
+    if limits.upload.is_none() && limits.download.is_none() {
+        return retrying;
+    }
+    Arc::new(ThrottledStorage::new(
+        retrying,
+        limits.upload.clone(),
+        limits.download.clone(),
+    ))
+}
+
+/// Opens one backend, unwrapped; returns it with its kind (`local`, `s3`, `ssh`) for metrics.
 fn open_one(
     config: &WorkerConfig,
     name: &str,
     request: &StorageRequest,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Arc<dyn Storage>> {
+) -> Result<(Arc<dyn Storage>, &'static str)> {
     let container = |own: &Option<String>| -> Result<String> {
         request
             .container
@@ -90,7 +125,7 @@ fn open_one(
                 env(var).or_else(|| s3_setting(s3, var))
             })?;
             built.credentials = s3_credentials(s3, name)?;
-            return Ok(Arc::new(S3Storage::new(built)?));
+            return Ok((Arc::new(S3Storage::new(built)?), "s3"));
         }
         "ssh" => StorageEntry::Ssh(config.ssh.clone().ok_or_else(|| {
             Error::usage("--storage ssh needs an [ssh] section (host, user, key_file) in the configuration")
@@ -108,14 +143,17 @@ fn open_one(
         })?,
     };
     match entry {
-        StorageEntry::Local(e) => Ok(Arc::new(LocalStorage::new(container(&e.container)?))),
+        StorageEntry::Local(e) => Ok((
+            Arc::new(LocalStorage::new(container(&e.container)?)),
+            "local",
+        )),
         StorageEntry::S3(e) => {
             // A named S3 storage is described by its entry alone: two named storages may live on
             // two different servers, so no environment variable applies to both.
             let c = container(&e.container)?;
             let mut built = S3Config::from_lookup(&c, |var| s3_setting(&e, var))?;
             built.credentials = s3_credentials(&e, name)?;
-            Ok(Arc::new(S3Storage::new(built)?))
+            Ok((Arc::new(S3Storage::new(built)?), "s3"))
         }
         StorageEntry::Ssh(_) => Err(Error::usage("ssh storage is not available in this build")),
     }
