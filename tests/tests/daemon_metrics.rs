@@ -74,6 +74,7 @@ async fn prometheus_sees_a_backup_move_the_counters() {
     }
     assert!(text.contains("freezer_build_info{version="), "{text}");
     assert!(text.contains("freezer_workers_alive"), "{text}");
+    assert!(text.contains("freezer_storage_requests_total{"), "{text}");
     assert!(http_get(&metrics, "/other").is_none());
 
     let data = fleet.dir.join("prom");
@@ -142,6 +143,10 @@ async fn prometheus_sees_a_backup_move_the_counters() {
         "freezer_task_duration_seconds_count{kind=\"backup\"}",
         &|v| v == 1.0,
     );
+    // The storage's own request counters (storage::metrics) move too.
+    wait_for("sum(freezer_storage_requests_total{status=\"ok\"})", &|v| {
+        v > 0.0
+    });
     wait_for(
         "freezer_job_last_success_timestamp_seconds{job_id=\"job-test\"}",
         &|v| v > 1.7e9,
