@@ -31,13 +31,25 @@ async fn phase(fleet: &Fleet, name: &str, n: usize, rate: Option<f64>) {
     let tasks: Vec<_> = (0..n).map(|_| fleet::noop(0)).collect();
     let mut published: HashMap<TaskId, Instant> = HashMap::new();
     let start = Instant::now();
-    for (i, t) in tasks.iter().enumerate() {
-        if let Some(r) = rate {
-            let due = start + Duration::from_secs_f64(i as f64 / r);
-            tokio::time::sleep_until(due.into()).await;
+    match rate {
+        Some(r) => {
+            for (i, t) in tasks.iter().enumerate() {
+                let due = start + Duration::from_secs_f64(i as f64 / r);
+                tokio::time::sleep_until(due.into()).await;
+                published.insert(t.task_id.clone(), Instant::now());
+                fleet.publish(&q, t).await;
+            }
         }
-        published.insert(t.task_id.clone(), Instant::now());
-        fleet.publish(&q, t).await;
+        None => {
+            // As fast as the broker confirms: 100 publishes in flight at a time.
+            for chunk in tasks.chunks(100) {
+                let now = Instant::now();
+                for t in chunk {
+                    published.insert(t.task_id.clone(), now);
+                }
+                futures_util::future::join_all(chunk.iter().map(|t| fleet.publish(&q, t))).await;
+            }
+        }
     }
     let end = Instant::now() + Duration::from_secs(600);
     let mut started: HashMap<TaskId, Instant> = HashMap::new();
@@ -48,16 +60,15 @@ async fn phase(fleet: &Fleet, name: &str, n: usize, rate: Option<f64>) {
             Instant::now() < end,
             "{name}: only {finished}/{n} tasks finished"
         );
-        let events = fleet.events();
-        let now = Instant::now();
-        for e in &events[seen..] {
+        let events = fleet.events_timed();
+        for (at, e) in &events[seen..] {
             let Some(id) = &e.task_id else { continue };
             if !published.contains_key(id) {
                 continue;
             }
             match e.status {
                 EventStatus::Started => {
-                    started.entry(id.clone()).or_insert(now);
+                    started.entry(id.clone()).or_insert(*at);
                 }
                 EventStatus::Succeeded { .. } => finished += 1,
                 _ => panic!("{name}: unexpected event {e:?}"),
@@ -66,7 +77,18 @@ async fn phase(fleet: &Fleet, name: &str, n: usize, rate: Option<f64>) {
         seen = events.len();
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let last = fleet
+        .events_timed()
+        .iter()
+        .filter(|(_, e)| {
+            e.task_id
+                .as_ref()
+                .is_some_and(|id| published.contains_key(id))
+        })
+        .map(|(at, _)| *at)
+        .max()
+        .unwrap_or(start);
+    let elapsed = (last - start).as_secs_f64();
     let mut lat: Vec<f64> = started
         .iter()
         .map(|(id, t)| (*t - published[id]).as_secs_f64() * 1000.0)
@@ -86,7 +108,7 @@ async fn main() {
     let n = env("BENCH_TASKS", 2000) as usize;
     let workers = env("BENCH_WORKERS", 4);
     let concurrency = env("BENCH_CONCURRENCY", 32) as usize;
-    let rate = env("BENCH_PACED_RATE", 250) as f64;
+    let rate = env("BENCH_PACED_RATE", 500) as f64;
     let fleet = Fleet::new().await;
     let procs: Vec<_> = (0..workers)
         .map(|i| {

@@ -67,7 +67,7 @@ pub struct Fleet {
     /// Publisher channel (confirms on).
     pub ch: Channel,
     conn: Connection,
-    events: Arc<Mutex<Vec<Event>>>,
+    events: Arc<Mutex<Vec<(Instant, Event)>>>,
     queues: Mutex<Vec<String>>,
     /// Redis URL the workers use (a test may give its own server).
     pub redis_url: String,
@@ -233,7 +233,7 @@ impl Fleet {
             while let Some(Ok(d)) = consumer.next().await {
                 if let Ok(e) = Event::from_json(&d.data) {
                     if e.node.ends_with(&tag) {
-                        sink.lock().unwrap().push(e);
+                        sink.lock().unwrap().push((Instant::now(), e));
                     }
                 }
             }
@@ -405,6 +405,16 @@ impl Fleet {
 
     /// Every event of this fleet so far.
     pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Every event of this fleet so far, with the moment it arrived here (for the benchmark).
+    pub fn events_timed(&self) -> Vec<(Instant, Event)> {
         self.events.lock().unwrap().clone()
     }
 
