@@ -323,6 +323,19 @@ mod tests {
     }
 
     #[test]
+    fn daemon_section_has_defaults_and_refuses_typos() {
+        let c = WorkerConfig::parse("[daemon]\nnode = \"web1\"\npools = [\"p\"]\n", "t").unwrap();
+        let d = c.daemon.unwrap();
+        assert_eq!((d.node.as_str(), d.pools.len()), ("web1", 1));
+        assert_eq!(d.concurrency, 4);
+        assert_eq!(d.key_prefix, "freezer:");
+        assert_eq!((d.heartbeat_interval_ms, d.lease_ttl_ms), (5_000, 15_000));
+        assert!(d.amqp_url.starts_with("amqp://") && d.redis_url.starts_with("redis://"));
+        assert!(WorkerConfig::parse("[daemon]\nnode = \"a\"\nconcurency = 3\n", "t").is_err());
+        assert!(WorkerConfig::parse("[daemon]\npools = []\n", "t").is_err());
+    }
+
+    #[test]
     fn refuses_typos_and_reserved_names() {
         for bad in [
             "[storages.x]\ntype = \"s3\"\nendpiont = \"x\"\n",
