@@ -84,6 +84,7 @@ ensure_cargo
 step "services"
 scripts/services/garage.sh install
 PATH="$HOME/.cargo/bin:$PATH"
+scripts/services/sshd.sh install
 export FREEZER_REQUIRE_SERVICES=1
 
 step "cargo build --workspace --bins"

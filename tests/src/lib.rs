@@ -302,9 +302,9 @@ pub struct Fixture {
     pub container: PathBuf,
     pub pass: PathBuf,
     pub name: String,
-    /// The arguments naming where backups go: `--container <container>` by default; tests of
-    /// other storages replace them (e.g. `--config F --storage NAME`).
-    pub location: Vec<OsString>,
+    /// The arguments naming where backups go, when not `--container <container>`: tests of
+    /// other storages set them (e.g. `--config F --storage NAME`).
+    pub location: Option<Vec<OsString>>,
 }
 
 impl Fixture {
@@ -318,7 +318,7 @@ impl Fixture {
         Fixture {
             tmp,
             src,
-            location: vec!["--container".into(), container.clone().into()],
+            location: None,
             container,
             pass,
             name: name.to_string(),
@@ -411,7 +411,10 @@ impl Fixture {
     /// `<cmd> <location> --backup-name N --hostname H`.
     fn named_args(&self, cmd: &str) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![cmd.into()];
-        a.extend(self.location.iter().cloned());
+        match &self.location {
+            Some(l) => a.extend(l.iter().cloned()),
+            None => a.extend(["--container".into(), self.container.clone().into()]),
+        }
         a.extend([
             "--backup-name".into(),
             self.name.clone().into(),

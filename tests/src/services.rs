@@ -1,6 +1,6 @@
 //! Real servers the storage tests talk to, each test starting its own on free loopback ports (so
 //! tests run in parallel and a test may stop its server in the middle of a run): garage (S3),
-//! through `scripts/services/garage.sh`.
+//! through `scripts/services/garage.sh`, and sshd, through `scripts/services/sshd.sh`.
 //!
 //! A server that is not installed makes its tests SKIP with a message, unless
 //! `FREEZER_REQUIRE_SERVICES=1` (set by `scripts/test.sh`, which installs them), where it fails.
@@ -168,6 +168,108 @@ impl Drop for Garage {
             .arg("stop")
             .arg(&self.dir)
             .env("GARAGE_PORT_BASE", self.base.to_string())
+            .output();
+    }
+}
+
+/// An OpenSSH server of this test (`scripts/services/sshd.sh`) with its own host key, client
+/// key and known_hosts; stopped and removed on drop.
+pub struct Sshd {
+    dir: PathBuf,
+    port: u16,
+    /// What `sshd.sh start` printed (`FREEZER_TEST_SSH_HOST`, `_PORT`, `_USER`, `_KEY`,
+    /// `_KNOWN_HOSTS`, `_DIR`).
+    pub env: HashMap<String, String>,
+}
+
+impl Sshd {
+    /// Starts an sshd for `test`, or `None` when it is not installed (and not required).
+    pub fn start(test: &str) -> Option<Sshd> {
+        if !available(
+            "sshd",
+            Path::new("/usr/sbin/sshd").is_file(),
+            "run scripts/services/sshd.sh install (apt-get install openssh-server)",
+        ) {
+            return None;
+        }
+        let port = free_port_block(1);
+        let dir = std::env::temp_dir().join(format!(
+            "freezer-e2e-sshd-{}-{test}-{port}",
+            std::process::id()
+        ));
+        let mut s = Sshd {
+            dir,
+            port,
+            env: HashMap::new(),
+        };
+        let out = s.script("start");
+        for line in out.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                s.env.insert(k.to_string(), v.to_string());
+            }
+        }
+        assert!(
+            s.env.contains_key("FREEZER_TEST_SSH_KEY"),
+            "sshd.sh printed {out}"
+        );
+        Some(s)
+    }
+
+    fn script(&self, cmd: &str) -> String {
+        let mut c = Command::new("bash");
+        c.arg(scripts_dir().join("sshd.sh")).arg(cmd).arg(&self.dir);
+        if cmd == "start" {
+            c.arg(self.port.to_string());
+        }
+        let out = c.output().expect("run sshd.sh");
+        assert!(
+            out.status.success(),
+            "sshd.sh {cmd} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the server and its connections, keeping its keys and port.
+    pub fn kill(&self) {
+        self.script("kill");
+    }
+
+    /// Starts the killed server again.
+    pub fn resume(&self) {
+        self.script("start");
+    }
+
+    /// A worker configuration entry `[storages.<name>]` for the remote directory `container`,
+    /// checking host keys against `known_hosts` (default: the server's own).
+    pub fn storage_entry(
+        &self,
+        name: &str,
+        container: &Path,
+        known_hosts: Option<&Path>,
+    ) -> String {
+        let known = known_hosts
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(&self.env["FREEZER_TEST_SSH_KNOWN_HOSTS"]));
+        format!(
+            "[storages.{name}]\ntype = \"ssh\"\ncontainer = \"{}\"\nhost = \"{}\"\nport = {}\n\
+             user = \"{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"\n",
+            container.display(),
+            self.env["FREEZER_TEST_SSH_HOST"],
+            self.env["FREEZER_TEST_SSH_PORT"],
+            self.env["FREEZER_TEST_SSH_USER"],
+            self.env["FREEZER_TEST_SSH_KEY"],
+            known.display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(scripts_dir().join("sshd.sh"))
+            .arg("stop")
+            .arg(&self.dir)
             .output();
     }
 }

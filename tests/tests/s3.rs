@@ -22,12 +22,12 @@ fn s3_fixture(test: &str) -> Option<(Garage, Fixture)> {
         garage.storage_entry("garage", &format!("{BUCKET}/{test}"), fx.root()),
     )
     .unwrap();
-    fx.location = vec![
+    fx.location = Some(vec![
         "--config".into(),
         config.into(),
         "--storage".into(),
         "garage".into(),
-    ];
+    ]);
     Some((garage, fx))
 }
 
@@ -151,7 +151,7 @@ fn s3_from_the_environment_with_ca_bundle_variables_set() {
         format!("{BUCKET}/from-env").into(),
     ];
     let mut fx = fx;
-    fx.location = location;
+    fx.location = Some(location);
     with_env(fx.backup_args(&fx.src, &[] as &[&str])).assert_code(0);
     let target = fx.path("restored");
     with_env(fx.restore_args(&target, &[] as &[&str])).assert_code(0);
@@ -222,12 +222,12 @@ fn s3_permanent_errors_fail_at_once_with_a_clear_message() {
     )
     .unwrap();
     let mut bad = Fixture::new("s3-errors");
-    bad.location = vec![
+    bad.location = Some(vec![
         "--config".into(),
         config.into(),
         "--storage".into(),
         "garage".into(),
-    ];
+    ]);
     let started = Instant::now();
     let out = bad.try_backup(&[] as &[&str]);
     out.assert_code(1).assert_no_panic();
@@ -241,7 +241,7 @@ fn s3_permanent_errors_fail_at_once_with_a_clear_message() {
         garage.storage_entry("garage", "no-such-bucket/x", dir),
     )
     .unwrap();
-    bad.location[1] = config.into();
+    bad.location.as_mut().unwrap()[1] = config.into();
     let out = bad.try_backup(&[] as &[&str]);
     out.assert_code(10).assert_no_panic();
     assert!(
@@ -336,12 +336,12 @@ fn multi_fixture(test: &str) -> Option<(Garage, Fixture, std::path::PathBuf)> {
         ),
     )
     .unwrap();
-    fx.location = vec![
+    fx.location = Some(vec![
         "--config".into(),
         config.clone().into(),
         "--storage".into(),
         "disk,garage".into(),
-    ];
+    ]);
     Some((garage, fx, config))
 }
 

@@ -8,6 +8,7 @@ mod multi;
 mod open;
 mod retry;
 mod s3;
+mod ssh;
 mod throttle;
 
 pub use local::LocalStorage;
@@ -15,6 +16,7 @@ pub use multi::MultiStorage;
 pub use open::{open, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
 pub use retry::{RetryPolicy, RetryingStorage};
 pub use s3::{S3Config, S3Credentials, S3Storage, DEFAULT_REGION, MULTIPART_PART_SIZE};
+pub use ssh::{SshConfig, SshStorage};
 pub use throttle::{
     max_object_for, parse_rate, Clock, RateLimiter, SystemClock, ThrottledStorage, MIN_CHUNK,
 };

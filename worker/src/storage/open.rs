@@ -4,7 +4,7 @@
 
 use super::{
     LocalStorage, MultiStorage, RateLimiter, RetryPolicy, RetryingStorage, S3Config, S3Credentials,
-    S3Storage, Storage, ThrottledStorage,
+    S3Storage, SshConfig, SshStorage, Storage, ThrottledStorage,
 };
 use crate::config::{S3Entry, StorageEntry, WorkerConfig};
 use crate::error::{Error, Result};
@@ -155,7 +155,36 @@ fn open_one(
             built.credentials = s3_credentials(&e, name)?;
             Ok((Arc::new(S3Storage::new(built)?), "s3"))
         }
-        StorageEntry::Ssh(_) => Err(Error::usage("ssh storage is not available in this build")),
+        StorageEntry::Ssh(e) => {
+            let user = match e.user.clone() {
+                Some(u) => u,
+                None => users::get_current_username()
+                    .and_then(|u| u.into_string().ok())
+                    .ok_or_else(|| {
+                        Error::usage(format!(
+                            "storage {name:?}: give `user` in its configuration"
+                        ))
+                    })?,
+            };
+            let known_hosts = match e.known_hosts.clone() {
+                Some(k) => k,
+                None => std::path::PathBuf::from(env("HOME").ok_or_else(|| {
+                    Error::usage(format!(
+                        "storage {name:?}: give `known_hosts` in its configuration (no HOME)"
+                    ))
+                })?)
+                .join(".ssh/known_hosts"),
+            };
+            let config = SshConfig::new(
+                e.host.clone(),
+                e.port,
+                user,
+                e.key_file.clone(),
+                known_hosts,
+                container(&e.container)?,
+            );
+            Ok((Arc::new(SshStorage::new(config)?), "ssh"))
+        }
     }
 }
 
