@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod fleet;
 pub mod services;
 
 /// The hostname every test passes explicitly with `--hostname`.

@@ -48,6 +48,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Check that stored backups are sound (and, with --read-data, restorable).
     Verify(VerifyArgs),
+    /// Run the worker daemon: consume tasks from RabbitMQ (the `[daemon]` section of --config).
+    Run,
 }
 
 /// `info` options.
@@ -336,7 +338,8 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}"))
 }
 
-fn hostname(given: Option<String>) -> String {
+/// The host part of storage keys: the given one, else this machine's host name.
+pub(crate) fn hostname(given: Option<String>) -> String {
     given.unwrap_or_else(|| {
         rustix::system::uname()
             .nodename()
@@ -345,7 +348,8 @@ fn hostname(given: Option<String>) -> String {
     })
 }
 
-fn check_name(what: &str, v: &str) -> Result<()> {
+/// Refuses a host or backup name that cannot be one path component.
+pub(crate) fn check_name(what: &str, v: &str) -> Result<()> {
     if v.is_empty() || v.contains('/') || v.contains('\0') || v == "." || v == ".." {
         return Err(Error::usage(format!(
             "{what} {v:?} must be non-empty and contain no '/'"
@@ -371,6 +375,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Info(a) => run_info(a, &config),
         Command::Prune(a) => run_prune(a, &config),
         Command::Verify(a) => run_verify(a, &config),
+        Command::Run => Ok(crate::daemon::main(config)),
     }
 }
 
@@ -625,6 +630,9 @@ fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
         dereference: a.dereference_symlink,
         dry_run: a.dry_run,
         progress: !a.json,
+        fencing_token: None,
+        commit_guard: None,
+        cancel: None,
     };
     let r = backup::backup(&opts)?;
     if a.json {

@@ -61,6 +61,82 @@ pub struct WorkerConfig {
     /// Encryption keys by name (tasks carry names, never passphrases).
     #[serde(default)]
     pub keys: BTreeMap<String, KeyEntry>,
+    /// Settings of the daemon (`freezer-worker run`); required by `run`, ignored by the
+    /// standalone commands.
+    #[serde(default)]
+    pub daemon: Option<DaemonSection>,
+}
+
+/// The `[daemon]` section: who this worker is in the fleet and how it reaches the broker, Redis
+/// and Prometheus (see `crate::daemon`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Node name: the worker consumes `freezer.node.<node>` and heartbeats under it.
+    pub node: String,
+    /// Pools whose queues `freezer.pool.<pool>` the worker also consumes.
+    #[serde(default)]
+    pub pools: Vec<String>,
+    /// RabbitMQ URL.
+    #[serde(default = "default_amqp_url")]
+    pub amqp_url: String,
+    /// Redis URL.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// Tasks run at once (execution slots).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// `host:port` of the `/metrics` endpoint; none when unset.
+    pub metrics_addr: Option<String>,
+    /// On SIGTERM, how long running tasks may go on before they are abandoned (and re-queued).
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: u64,
+    /// How often the worker renews task leases and locks, writes its heartbeat and looks for
+    /// tasks of dead workers.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_interval_ms: u64,
+    /// How long a task lease (and a writer lock) lives without renewal: a killed worker's tasks
+    /// are re-queued about this long after it died.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ttl_ms: u64,
+    /// Prefix of every Redis key (default `freezer:`), so tests and several fleets can share a
+    /// Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// `x-delivery-limit` of the task queues: a message delivered this often is dead-lettered.
+    #[serde(default = "default_delivery_limit")]
+    pub delivery_limit: u32,
+    /// How long finished task records are kept (exactly-once window), in seconds.
+    #[serde(default = "default_record_ttl")]
+    pub record_ttl_seconds: u64,
+}
+
+fn default_amqp_url() -> String {
+    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/".into()
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_grace() -> u64 {
+    30
+}
+fn default_heartbeat_ms() -> u64 {
+    5_000
+}
+fn default_lease_ms() -> u64 {
+    15_000
+}
+fn default_key_prefix() -> String {
+    freezer_contracts::KEY_PREFIX.into()
+}
+fn default_delivery_limit() -> u32 {
+    5
+}
+fn default_record_ttl() -> u64 {
+    7 * 24 * 3600
 }
 
 /// One named storage.
@@ -244,6 +320,19 @@ mod tests {
         assert_eq!(c.transfer.queue_size, Some(8));
         assert_eq!(c.key_file("main").unwrap(), Path::new("/p"));
         assert!(c.key_file("other").is_err());
+    }
+
+    #[test]
+    fn daemon_section_has_defaults_and_refuses_typos() {
+        let c = WorkerConfig::parse("[daemon]\nnode = \"web1\"\npools = [\"p\"]\n", "t").unwrap();
+        let d = c.daemon.unwrap();
+        assert_eq!((d.node.as_str(), d.pools.len()), ("web1", 1));
+        assert_eq!(d.concurrency, 4);
+        assert_eq!(d.key_prefix, "freezer:");
+        assert_eq!((d.heartbeat_interval_ms, d.lease_ttl_ms), (5_000, 15_000));
+        assert!(d.amqp_url.starts_with("amqp://") && d.redis_url.starts_with("redis://"));
+        assert!(WorkerConfig::parse("[daemon]\nnode = \"a\"\nconcurency = 3\n", "t").is_err());
+        assert!(WorkerConfig::parse("[daemon]\npools = []\n", "t").is_err());
     }
 
     #[test]

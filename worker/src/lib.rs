@@ -6,6 +6,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod index;

@@ -17,6 +17,17 @@ fn bound_allocator() {
 fn main() {
     bound_allocator();
     let cli = Cli::parse();
+    if matches!(cli.command, cli::Command::Run) {
+        // The daemon logs JSON and handles SIGTERM itself (finish or abandon tasks, then exit 0).
+        let code = match freezer_worker::config::WorkerConfig::load(cli.config.as_deref()) {
+            Ok(config) => freezer_worker::daemon::main(config),
+            Err(e) => {
+                eprintln!("freezer-worker: {e}");
+                e.kind.exit_code()
+            }
+        };
+        std::process::exit(code);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("FREEZER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -21,6 +21,7 @@ use crate::storage::Storage;
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -55,7 +56,19 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Show progress on a terminal.
     pub progress: bool,
+    /// Fencing token of the writer lock held for this run (the daemon's Redis lock), recorded in
+    /// the manifest; `None` for the standalone CLI's `flock`.
+    pub fencing_token: Option<u64>,
+    /// Called right before the manifest is written; an error refuses the commit (the daemon's
+    /// check that its lock is still held and no newer fencing token was handed out).
+    pub commit_guard: Option<CommitGuard>,
+    /// Stops this run (and only it) when set: the daemon cancels one task without stopping the
+    /// process.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The check [`BackupOptions::commit_guard`] runs before the commit point.
+pub type CommitGuard = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// What a backup run did, printed as the summary or as `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -203,7 +216,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         .map(|p| PendingKeys::spawn(p, salt, iterations));
 
     tracing::debug!(elapsed = ?started.elapsed(), level = plan.level, "planned; keys derived, parent index loaded");
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::with_cancel(opts.cancel.clone()));
     let _progress = Progress::start("backing up", counters.clone(), opts.progress);
     let written = Mutex::new(Vec::new());
     let result = (|| -> Result<BackupReport> {
@@ -288,11 +301,11 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             segments: out.segments,
             index: index_ref,
             totals: totals.clone(),
-            fencing_token: None,
+            fencing_token: opts.fencing_token,
             tool_version: format!("freezer-worker {}", env!("CARGO_PKG_VERSION")),
             manifest_tag: String::new(),
         };
-        if crate::interrupted() {
+        if counters.cancelled() {
             return Err(Error::interrupted());
         }
         if !opts.dry_run {
@@ -306,6 +319,9 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             // Segments and index must be durable before the manifest makes them a backup.
             storage.sync(&written.lock().unwrap_or_else(|p| p.into_inner()))?;
             tracing::debug!(elapsed = ?started.elapsed(), "segments and index synced");
+            if let Some(guard) = &opts.commit_guard {
+                guard()?;
+            }
             // The commit point: from here on the backup exists.
             let manifest_key = format!("{dir}/manifest.json");
             // Recorded first: a manifest whose sync fails is removed with the rest.

@@ -1,0 +1,305 @@
+//! The worker daemon, `freezer-worker run --config worker.toml` (DESIGN.md §4-§6): consumes its
+//! node queue and pool queues, runs each task through the engine exactly as the CLI does, and
+//! reports events.
+//!
+//! Shape (after mini-redis): [`run`] takes the configuration and a shutdown future, so a test or
+//! `main` decides when it stops. One supervisor loop keeps a RabbitMQ connection (reconnecting
+//! with backoff: 0.2 s doubling to 10 s), declares the topology ([`amqp`]) and runs the intake
+//! ([`intake`]); every delivery is handled in its own task ([`handler`]); a semaphore of
+//! `concurrency` permits bounds the tasks that execute; the keeper loop ([`heartbeat`]) renews
+//! leases, writes the heartbeat and re-queues tasks of dead workers.
+//!
+//! Exactly once per task id: claims in Redis ([`state`]), acknowledged after the claim; see
+//! [`handler`] for the reasoning and [`heartbeat`] for the re-run bound (lease TTL + one
+//! interval: 20 s with the defaults). Writer locks with fencing: [`lock`].
+//!
+//! Shutdown (SIGTERM or SIGINT): the intake cancels its consumers; tasks still waiting for a slot
+//! are given back to their queue at once; running tasks get `grace_period_seconds` to finish,
+//! then are cancelled, their locks released and the tasks given back to their queue (another
+//! worker runs them; a node task waits for its node). Then the heartbeat is removed and the
+//! process exits 0.
+//!
+//! Configuration (`[daemon]` in the worker's TOML file, next to the named storages and keys):
+//!
+//! ```toml
+//! [daemon]
+//! node = "web1"
+//! pools = ["prune", "verify"]
+//! amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+//! redis_url = "redis://127.0.0.1:6379/"
+//! concurrency = 4
+//! metrics_addr = "127.0.0.1:9464"
+//! grace_period_seconds = 30
+//! heartbeat_interval_ms = 5000
+//! lease_ttl_ms = 15000
+//! key_prefix = "freezer:"
+//! delivery_limit = 5
+//! ```
+
+pub mod amqp;
+pub mod executor;
+pub mod handler;
+pub mod heartbeat;
+pub mod intake;
+pub mod lock;
+pub mod metrics;
+pub mod state;
+
+use crate::config::{DaemonSection, WorkerConfig};
+use crate::error::{Error, Result};
+use freezer_contracts::{check_ident, node_queue, pool_queue};
+use lapin::{Connection, ConnectionProperties};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify, Semaphore};
+
+/// State shared by the supervisor, the intake, the handlers and the keeper.
+pub struct Shared {
+    /// The whole worker configuration (storages, keys, transfer).
+    pub config: WorkerConfig,
+    /// Its `[daemon]` section.
+    pub daemon: DaemonSection,
+    /// Task state in Redis.
+    pub store: state::TaskStore,
+    /// Publishes events and re-queued tasks through reconnects.
+    pub publisher: amqp::Publisher,
+    /// Metric handles.
+    pub metrics: metrics::Metrics,
+    /// Execution slots.
+    pub slots: Arc<Semaphore>,
+    /// Deliveries taken and not finished (running or waiting for a slot).
+    pub reserved: AtomicUsize,
+    /// Signalled whenever a delivery is finished.
+    pub slot_freed: Notify,
+    /// Claimed tasks of this worker, by task id.
+    pub running: Mutex<HashMap<String, Running>>,
+    /// Set once shutdown began.
+    pub stopping: AtomicBool,
+    /// Signalled when shutdown begins.
+    pub stop: Notify,
+}
+
+/// A task this worker holds.
+#[derive(Clone)]
+pub struct Running {
+    /// Its lease.
+    pub lease: state::Lease,
+    /// Stops its engine run.
+    pub cancel: Arc<AtomicBool>,
+    /// Set when its lease turned out to be someone else's.
+    pub lease_lost: Arc<AtomicBool>,
+}
+
+/// A random hex token (lock and lease values).
+pub fn random_token() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    hex::encode(b)
+}
+
+/// Runs the daemon until `shutdown` completes; returns after a clean stop.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let daemon = config.daemon.clone().ok_or_else(|| {
+        Error::usage("freezer-worker run needs a [daemon] section (node, pools, amqp_url, ...) in the configuration")
+    })?;
+    check_ident("daemon.node", &daemon.node).map_err(|e| Error::usage(e.to_string()))?;
+    for p in &daemon.pools {
+        check_ident("daemon.pools", p).map_err(|e| Error::usage(e.to_string()))?;
+    }
+    let mut queues = vec![node_queue(&daemon.node)];
+    queues.extend(daemon.pools.iter().map(|p| pool_queue(p)));
+
+    let client = redis::Client::open(daemon.redis_url.as_str())
+        .map_err(|e| Error::usage(format!("daemon.redis_url: {e}")))?;
+    let redis_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, redis_config)
+        .map_err(|e| Error::failure(format!("redis: {e}")))?;
+    let store = state::TaskStore::new(
+        conn,
+        &daemon.key_prefix,
+        &daemon.node,
+        daemon.lease_ttl_ms,
+        daemon.record_ttl_seconds,
+    );
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let metrics_server = match &daemon.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| Error::usage(format!("daemon.metrics_addr {addr}: {e}")))?;
+            tracing::info!(addr = %addr, "serving /metrics");
+            Some(tokio::spawn(metrics::serve(listener, Arc::new(registry))))
+        }
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(daemon.concurrency.max(1))),
+        config,
+        daemon,
+        store,
+        publisher: amqp::Publisher::default(),
+        metrics,
+        reserved: AtomicUsize::new(0),
+        slot_freed: Notify::new(),
+        running: Mutex::new(HashMap::new()),
+        stopping: AtomicBool::new(false),
+        stop: Notify::new(),
+    });
+    let keeper = tokio::spawn(heartbeat::keep(shared.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let supervisor = tokio::spawn(supervise(shared.clone(), queues, stop_rx));
+    tracing::info!(node = %shared.daemon.node, pools = ?shared.daemon.pools, concurrency = shared.daemon.concurrency, "worker started");
+
+    shutdown.await;
+    tracing::info!("stopping: no new tasks; waiting for running ones");
+    shared.stopping.store(true, Ordering::SeqCst);
+    shared.stop.notify_waiters();
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(shared.daemon.grace_period_seconds);
+    let drained = tokio::time::timeout(grace, wait_idle(&shared))
+        .await
+        .is_ok();
+    if !drained {
+        tracing::warn!("grace period over: abandoning the tasks still running");
+        for r in shared.running.lock().unwrap().values() {
+            r.cancel.store(true, Ordering::SeqCst);
+        }
+        // Cancelled runs stop at their next check; abandoning re-queues them.
+        let _ = tokio::time::timeout(Duration::from_secs(30), wait_idle(&shared)).await;
+    }
+    keeper.abort();
+    heartbeat::clear(&shared).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), supervisor).await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Waits until no delivery is being handled.
+async fn wait_idle(shared: &Shared) {
+    loop {
+        let notified = shared.slot_freed.notified();
+        if shared.reserved.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Keeps a broker connection and the intake running until `stop`; publishing goes on through
+/// reconnects until the caller is done.
+async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match connect(&shared, &queues).await {
+            Ok(conn) => {
+                delay = Duration::from_millis(200);
+                tracing::info!("connected to the broker");
+                let r = intake::consume(&shared, &conn, &queues, &mut stop).await;
+                match r {
+                    Ok(()) => {
+                        // Stopping: keep the connection for the events of finishing tasks.
+                        while shared.reserved.load(Ordering::SeqCst) > 0
+                            && conn.status().connected()
+                        {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        if conn.status().connected() {
+                            shared.publisher.detach().await;
+                            let _ = conn.close(200, "worker stopping".into()).await;
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the broker connection; reconnecting")
+                    }
+                }
+                shared.publisher.detach().await;
+                let _ = conn.close(320, "reconnecting".into()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the broker")
+            }
+        }
+        if *stop.borrow() && shared.reserved.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn connect(shared: &Shared, queues: &[String]) -> std::result::Result<Connection, String> {
+    let conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(&shared.daemon.amqp_url, ConnectionProperties::default()),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    amqp::declare(&ch, queues, shared.daemon.delivery_limit)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = ch.close(200, "declared".into()).await;
+    shared
+        .publisher
+        .attach(&conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// `freezer-worker run`: JSON logs, a tokio runtime, SIGTERM/SIGINT as the shutdown; returns the
+/// exit code.
+pub fn main(config: WorkerConfig) -> i32 {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FREEZER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("freezer-worker: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    match rt.block_on(run(config, shutdown)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "worker failed");
+            eprintln!("freezer-worker: {e}");
+            e.kind.exit_code()
+        }
+    }
+}
