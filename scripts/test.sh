@@ -85,6 +85,25 @@ step "services"
 scripts/services/garage.sh install
 PATH="$HOME/.cargo/bin:$PATH"
 scripts/services/sshd.sh install
+# Prometheus scrapes a worker in the metrics test (Debian package).
+if ! command -v prometheus >/dev/null 2>&1; then
+    if ((EUID == 0)); then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+    else
+        echo "warning: prometheus is missing and we are not root: the metrics test will fail" >&2
+    fi
+fi
+# RabbitMQ and Redis run on the machine already (shared/SERVICES.md); start whichever stopped.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    echo "starting redis-server"
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    echo "starting rabbitmq-server"
+    rabbitmq-server -detached
+    rabbitmqctl await_startup
+fi
 export FREEZER_REQUIRE_SERVICES=1
 
 step "cargo build --workspace --bins"
