@@ -1518,6 +1518,39 @@ pub fn can_run_as_nobody() -> bool {
 // Self-tests: the comparison catches every kind of difference the e2e tests rely on.
 // ---------------------------------------------------------------------------------------------------
 
+/// Waits for a backup (`child`, its stderr in `log`) that met a storage outage and checks the two
+/// acceptable outcomes: it retried, then either completed (exactly one backup, which restores to
+/// the source) or failed cleanly (exit 1, nothing visible). Never a panic or a hang.
+pub fn assert_outage_ridden_out(fx: &Fixture, child: &mut std::process::Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup hung after the outage"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = fs::read_to_string(log).unwrap();
+    assert!(
+        stderr.contains("retry"),
+        "the outage was met and retried:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if status.success() {
+        let list = fx.list();
+        assert_eq!(list.len(), 1, "{list:#?}");
+        let target = fx.path("restored-after-outage");
+        fx.restore(&target, &[] as &[&str]);
+        compare_trees(&fx.src, &target);
+    } else {
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(fx.list().is_empty(), "a failed backup is not visible");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,30 +159,5 @@ fn an_sshd_restart_in_the_middle_of_a_backup_is_ridden_out_by_retries() {
     sshd.kill();
     std::thread::sleep(Duration::from_secs(2));
     sshd.resume();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the backup hung after the outage"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = fs::read_to_string(&log).unwrap();
-    assert!(
-        stderr.contains("retry"),
-        "the outage was met and retried:\n{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    if status.success() {
-        assert_eq!(fx.list().len(), 1);
-        let target = fx.path("restored");
-        fx.restore(&target, &[] as &[&str]);
-        compare_trees(&fx.src, &target);
-    } else {
-        assert_eq!(status.code(), Some(1), "{stderr}");
-        assert!(fx.list().is_empty(), "a failed backup is not visible");
-    }
+    assert_outage_ridden_out(&fx, &mut child, &log);
 }
