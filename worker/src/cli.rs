@@ -317,25 +317,10 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// Parses `4M`, `512K`, `1G` or plain bytes.
+/// Parses `4M`, `512K`, `1G` or plain bytes: the one spelling of sizes, shared with tasks and job
+/// files through [`freezer_contracts::ByteSize`].
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("unknown size suffix in {s:?} (use K, M or G)")),
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}"))
+    freezer_contracts::ByteSize::parse(s).map(|b| b.bytes())
 }
 
 /// The host part of storage keys: the given one, else this machine's host name.
