@@ -617,7 +617,7 @@ fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
         progress: !a.json,
         fencing_token: None,
         commit_guard: None,
-        cancel: None,
+        counters: Default::default(),
     };
     let r = backup::backup(&opts)?;
     if a.json {
@@ -682,6 +682,7 @@ fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
         pass,
         dry_run: a.dry_run,
         progress: !a.json,
+        counters: Default::default(),
     };
     let r = restore::restore(&opts)?;
     if a.json {

@@ -109,6 +109,10 @@ pub struct DaemonSection {
     /// How long finished task records are kept (exactly-once window), in seconds.
     #[serde(default = "default_record_ttl")]
     pub record_ttl_seconds: u64,
+    /// How often a running task publishes a `progress` event (entries, files, bytes), in
+    /// milliseconds; 0 turns progress events off.
+    #[serde(default = "default_progress_ms")]
+    pub progress_interval_ms: u64,
 }
 
 fn default_amqp_url() -> String {
@@ -134,6 +138,9 @@ fn default_key_prefix() -> String {
 }
 fn default_delivery_limit() -> u32 {
     5
+}
+fn default_progress_ms() -> u64 {
+    10_000
 }
 fn default_record_ttl() -> u64 {
     7 * 24 * 3600

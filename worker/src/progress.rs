@@ -16,6 +16,8 @@ pub struct Counters {
     pub files_stored: AtomicU64,
     /// Bytes of file content read (backup) or written (restore).
     pub bytes_read: AtomicU64,
+    /// Bytes of segments written to the storage (backup).
+    pub bytes_stored: AtomicU64,
     /// Set by the caller to stop this run only (the daemon cancelling one task when its lock is
     /// lost or it is abandoned at shutdown), where [`crate::interrupt`] stops the whole process.
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,

@@ -18,6 +18,7 @@ use crate::engine::verify::{self, ReadData, VerifyOptions};
 use crate::engine::walk::Dereference;
 use crate::error::{Error, ErrorKind, Result};
 use crate::levels::LevelPolicy;
+use crate::progress::Counters;
 use crate::retention::KeepPolicy;
 use crate::storage::{RetryPolicy, Storage, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
 use crate::timestamp::Timestamp;
@@ -75,7 +76,7 @@ fn succeeded(result: serde_json::Value, exit_code: i32, read: u64, stored: u64) 
 pub async fn execute(
     shared: &Arc<Shared>,
     spec: &TaskSpec,
-    cancel: Arc<AtomicBool>,
+    counters: Arc<Counters>,
     rerun: bool,
 ) -> Outcome {
     let patience = if rerun {
@@ -83,7 +84,7 @@ pub async fn execute(
     } else {
         Duration::ZERO
     };
-    match run(shared, spec, cancel, patience).await {
+    match run(shared, spec, counters, patience).await {
         Ok(o) => o,
         Err(e) => failed(&e),
     }
@@ -92,10 +93,11 @@ pub async fn execute(
 async fn run(
     shared: &Arc<Shared>,
     spec: &TaskSpec,
-    cancel: Arc<AtomicBool>,
+    counters: Arc<Counters>,
     patience: Duration,
 ) -> Result<Outcome> {
     let config = &shared.config;
+    let cancel = counters.cancel.clone().unwrap_or_default();
     match spec {
         TaskSpec::Noop(s) => {
             let sleep = tokio::time::sleep(Duration::from_millis(s.sleep_ms));
@@ -165,7 +167,7 @@ async fn run(
                 progress: false,
                 fencing_token: locks.as_ref().and_then(LockSet::fence),
                 commit_guard: guard,
-                cancel: Some(cancel.clone()),
+                counters: counters.clone(),
             };
             let r = locked(shared, locks, cancel, move || backup::backup(&opts)).await?;
             let code = if r.unreadable > 0 { 3 } else { 0 };
@@ -186,6 +188,7 @@ async fn run(
                 pass: key(config, s.encrypt_key.as_deref())?,
                 dry_run: s.dry_run,
                 progress: false,
+                counters: counters.clone(),
             };
             let r = blocking(move || restore::restore(&opts)).await?;
             let written = r.bytes_written;

@@ -13,6 +13,7 @@ use super::amqp::Outgoing;
 use super::executor;
 use super::state::{Claim, Lease};
 use super::{Running, Shared};
+use crate::progress::Counters;
 use freezer_contracts::{
     ContractError, Event, EventStatus, Readiness, TaskEnvelope, TaskState, UtcTime,
     DEAD_LETTER_EXCHANGE, TASKS_EXCHANGE, UNKNOWN_KIND,
@@ -35,18 +36,41 @@ pub fn now() -> UtcTime {
 }
 
 /// Frees the intake reservation of a delivery however its handling ends.
-struct Reservation(Arc<Shared>);
+struct Reservation {
+    shared: Arc<Shared>,
+    deferred: bool,
+}
+
+impl Reservation {
+    /// Moves a claimed task that waits for its `not_before` out of the intake's count (into
+    /// `deferred`), so the worker takes other tasks meanwhile.
+    fn defer(&mut self) {
+        if !self.deferred {
+            self.deferred = true;
+            self.shared.deferred.fetch_add(1, Ordering::SeqCst);
+            self.shared.reserved.fetch_sub(1, Ordering::SeqCst);
+            self.shared.slot_freed.notify_waiters();
+        }
+    }
+}
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.0.reserved.fetch_sub(1, Ordering::SeqCst);
-        self.0.slot_freed.notify_waiters();
+        let count = match self.deferred {
+            true => &self.shared.deferred,
+            false => &self.shared.reserved,
+        };
+        count.fetch_sub(1, Ordering::SeqCst);
+        self.shared.slot_freed.notify_waiters();
     }
 }
 
 /// Handles one delivery from `queue`; the intake has already counted it in `reserved`.
 pub async fn handle(shared: Arc<Shared>, queue: String, delivery: Delivery) {
-    let _reservation = Reservation(shared.clone());
+    let mut reservation = Reservation {
+        shared: shared.clone(),
+        deferred: false,
+    };
     let message_id = delivery
         .properties
         .message_id()
@@ -63,7 +87,7 @@ pub async fn handle(shared: Arc<Shared>, queue: String, delivery: Delivery) {
         kind = %task.kind(),
         queue = %queue
     );
-    run_task(shared, queue, delivery, task)
+    run_task(shared, queue, delivery, task, &mut reservation)
         .instrument(span)
         .await
 }
@@ -111,7 +135,13 @@ async fn reject(
     }
 }
 
-async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: TaskEnvelope) {
+async fn run_task(
+    shared: Arc<Shared>,
+    queue: String,
+    delivery: Delivery,
+    task: TaskEnvelope,
+    reservation: &mut Reservation,
+) {
     let id = task.task_id.to_string();
     // Claim, retrying through a Redis outage; the delivery stays unacknowledged meanwhile.
     let mut delay = Duration::from_millis(100);
@@ -158,10 +188,13 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
         }
     };
     let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+    let cancel = Arc::new(AtomicBool::new(false));
     let running = Running {
         lease: lease.clone(),
-        cancel: Arc::new(AtomicBool::new(false)),
+        counters: Arc::new(Counters::with_cancel(Some(cancel.clone()))),
+        cancel,
         lease_lost: Arc::new(AtomicBool::new(false)),
+        rerun: runs > 1,
     };
     shared
         .running
@@ -174,9 +207,8 @@ async fn run_task(shared: Arc<Shared>, queue: String, delivery: Delivery, task: 
         &queue,
         &delivery.data,
         &task,
-        &lease,
         &running,
-        runs > 1,
+        reservation,
     )
     .await;
     shared.metrics.in_flight.dec();
@@ -188,10 +220,10 @@ async fn execute(
     queue: &str,
     body: &[u8],
     task: &TaskEnvelope,
-    lease: &Lease,
     running: &Running,
-    rerun: bool,
+    reservation: &mut Reservation,
 ) {
+    let (lease, rerun) = (&running.lease, running.rerun);
     let kind = task.kind().as_str();
     // The window: expired tasks are reported, early ones wait (claimed, so no timeout applies).
     loop {
@@ -204,6 +236,7 @@ async fn execute(
                 return finish(shared, task, lease, status).await;
             }
             Readiness::NotYet(d) => {
+                reservation.defer();
                 let wait = d.min(Duration::from_secs(1));
                 if wait_or_stop(shared, wait).await {
                     return abandon(shared, queue, body, task, lease).await;
@@ -226,7 +259,13 @@ async fn execute(
         tracing::warn!(error = %e, "cannot publish the started event");
     }
     let clock = Instant::now();
-    let outcome = executor::execute(shared, &task.spec, running.cancel.clone(), rerun).await;
+    let reporter = tokio::spawn(report_progress(
+        shared.clone(),
+        task.clone(),
+        running.counters.clone(),
+    ));
+    let outcome = executor::execute(shared, &task.spec, running.counters.clone(), rerun).await;
+    reporter.abort();
     drop(permit);
     if running.lease_lost.load(Ordering::SeqCst) {
         tracing::warn!("task lease lost while running: leaving the task to its new holder");
@@ -272,6 +311,34 @@ async fn execute(
         _ => {}
     }
     finish(shared, task, lease, outcome.status).await
+}
+
+/// Publishes a `progress` event every `progress_interval_ms` while the task runs, when its
+/// counters moved. Best effort: a progress event that cannot be published within a second is
+/// skipped (the next one carries the newer totals).
+async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<Counters>) {
+    let every = shared.daemon.progress_interval_ms;
+    if every == 0 {
+        return;
+    }
+    let mut last = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(every)).await;
+        let status = EventStatus::Progress {
+            entries: counters.entries.load(Ordering::Relaxed),
+            files: counters.files_stored.load(Ordering::Relaxed),
+            bytes_read: counters.bytes_read.load(Ordering::Relaxed),
+            bytes_written: counters.bytes_stored.load(Ordering::Relaxed),
+        };
+        if last.as_ref() == Some(&status) {
+            continue;
+        }
+        let event = Event::for_task(&task, &shared.daemon.node, now(), status.clone());
+        if let Err(e) = shared.publisher.event(&event, Duration::from_secs(1)).await {
+            tracing::debug!(error = %e, "progress event skipped");
+        }
+        last = Some(status);
+    }
 }
 
 /// Sleeps `d`; true when the worker started stopping meanwhile.

@@ -34,6 +34,7 @@
 //! lease_ttl_ms = 15000
 //! key_prefix = "freezer:"
 //! delivery_limit = 5
+//! progress_interval_ms = 10000
 //! ```
 
 pub mod amqp;
@@ -70,8 +71,12 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Execution slots.
     pub slots: Arc<Semaphore>,
-    /// Deliveries taken and not finished (running or waiting for a slot).
+    /// Deliveries taken and not finished (running or waiting for a slot): what the intake
+    /// counts against the concurrency.
     pub reserved: AtomicUsize,
+    /// Claimed tasks waiting for their `not_before`: held (and given back at shutdown) but not
+    /// counted against the concurrency, so a task scheduled for later does not block intake.
+    pub deferred: AtomicUsize,
     /// Signalled whenever a delivery is finished.
     pub slot_freed: Notify,
     /// Claimed tasks of this worker, by task id.
@@ -89,8 +94,12 @@ pub struct Running {
     pub lease: state::Lease,
     /// Stops its engine run.
     pub cancel: Arc<AtomicBool>,
+    /// The engine run's live counters (read for progress events; they hold `cancel`).
+    pub counters: Arc<crate::progress::Counters>,
     /// Set when its lease turned out to be someone else's.
     pub lease_lost: Arc<AtomicBool>,
+    /// It ran before on a worker that died (whose writer lock may outlive it for a while).
+    pub rerun: bool,
 }
 
 /// A random hex token (lock and lease values).
@@ -148,6 +157,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         publisher: amqp::Publisher::default(),
         metrics,
         reserved: AtomicUsize::new(0),
+        deferred: AtomicUsize::new(0),
         slot_freed: Notify::new(),
         running: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
@@ -185,11 +195,18 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     Ok(())
 }
 
+impl Shared {
+    /// Deliveries being handled, deferred ones included.
+    pub fn busy(&self) -> usize {
+        self.reserved.load(Ordering::SeqCst) + self.deferred.load(Ordering::SeqCst)
+    }
+}
+
 /// Waits until no delivery is being handled.
 async fn wait_idle(shared: &Shared) {
     loop {
         let notified = shared.slot_freed.notified();
-        if shared.reserved.load(Ordering::SeqCst) == 0 {
+        if shared.busy() == 0 {
             return;
         }
         tokio::select! {
@@ -212,9 +229,7 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Re
                 match r {
                     Ok(()) => {
                         // Stopping: keep the connection for the events of finishing tasks.
-                        while shared.reserved.load(Ordering::SeqCst) > 0
-                            && conn.status().connected()
-                        {
+                        while shared.busy() > 0 && conn.status().connected() {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         if conn.status().connected() {
@@ -234,7 +249,7 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Re
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the broker")
             }
         }
-        if *stop.borrow() && shared.reserved.load(Ordering::SeqCst) == 0 {
+        if *stop.borrow() && shared.busy() == 0 {
             return;
         }
         tokio::time::sleep(delay).await;

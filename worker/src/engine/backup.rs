@@ -21,7 +21,6 @@ use crate::storage::Storage;
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -62,9 +61,10 @@ pub struct BackupOptions {
     /// Called right before the manifest is written; an error refuses the commit (the daemon's
     /// check that its lock is still held and no newer fencing token was handed out).
     pub commit_guard: Option<CommitGuard>,
-    /// Stops this run (and only it) when set: the daemon cancels one task without stopping the
-    /// process.
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// The run's live counters: the terminal progress line and the daemon's progress events read
+    /// them while it runs, and their cancel flag stops this run (and only it) when the daemon
+    /// cancels one task without stopping the process.
+    pub counters: Arc<Counters>,
 }
 
 /// The check [`BackupOptions::commit_guard`] runs before the commit point.
@@ -216,7 +216,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         .map(|p| PendingKeys::spawn(p, salt, iterations));
 
     tracing::debug!(elapsed = ?started.elapsed(), level = plan.level, "planned; keys derived, parent index loaded");
-    let counters = Arc::new(Counters::with_cancel(opts.cancel.clone()));
+    let counters = opts.counters.clone();
     let _progress = Progress::start("backing up", counters.clone(), opts.progress);
     let written = Mutex::new(Vec::new());
     let result = (|| -> Result<BackupReport> {
@@ -226,6 +226,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             keys: pending_keys.clone(),
             dry_run: opts.dry_run,
             queue_size: opts.queue_size,
+            counters: &counters,
         };
         let chunk = raw_chunk_size(opts.codec, opts.max_segment_size);
         let out = pipeline::run(opts.codec, opts.level, chunk, writer, &written, |sink| {

@@ -122,6 +122,8 @@ pub struct SegmentWriter<'a> {
     /// Segments uploaded at once (`--queue-size`): hides the latency of remote storages; memory
     /// grows by one segment per slot.
     pub queue_size: usize,
+    /// Counts the bytes uploaded, for progress reports.
+    pub counters: &'a crate::progress::Counters,
 }
 
 /// What the pipeline produced.
@@ -237,11 +239,13 @@ fn write_segments(
         for _ in 0..w.queue_size.max(1) {
             let upload_rx = upload_rx.clone();
             let (storage, upload_failed) = (w.storage, &upload_failed);
+            let stored = &w.counters.bytes_stored;
             s.spawn(move || {
                 for (key, data) in upload_rx {
                     if let Err(e) = storage.put(&key, &data) {
                         return record(upload_failed, e);
                     }
+                    stored.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
             });
         }

@@ -40,6 +40,8 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Show progress on a terminal.
     pub progress: bool,
+    /// The run's live counters (progress line, the daemon's progress events, its cancel flag).
+    pub counters: Arc<Counters>,
 }
 
 /// What a restore did.
@@ -173,7 +175,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
         return Ok(report);
     }
 
-    let counters = Arc::new(Counters::default());
+    let counters = opts.counters.clone();
     let _progress = Progress::start("restoring", counters.clone(), opts.progress);
     let mut t = Target::open(&opts.target, opts.overwrite)?;
     for e in index.iter().filter(|e| e.kind == EntryType::Dir) {
@@ -247,7 +249,7 @@ fn extract_files(
     let bad_archive = |e: std::io::Error| Error::new(ErrorKind::Integrity, format!("archive: {e}"));
     let mut buf = vec![0u8; 256 * 1024];
     for item in archive.entries().map_err(bad_archive)? {
-        if crate::interrupted() {
+        if counters.cancelled() {
             return Err(Error::interrupted());
         }
         let mut item = item.map_err(bad_archive)?;

@@ -1,0 +1,5 @@
+//! Job definitions: the model, job files in a watched directory, schedules.
+
+pub mod model;
+
+pub use model::{Action, DueRun, Job, Schedule, SessionDef, Target, When};
