@@ -5,9 +5,6 @@
 //! `--help` describes what each subcommand is for, but every subcommand still reports that it is not
 //! implemented and exits with code 1. The dispatcher itself is a later issue.
 
-pub mod config;
-pub mod jobs;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
