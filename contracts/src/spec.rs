@@ -104,7 +104,9 @@ pub struct BackupSpec {
     pub path_to_backup: PathBuf,
     /// `--backup-name`: name of the backup; with the host name, the storage key `<host>_<name>`.
     pub backup_name: String,
-    /// `--container`: where the backups live within each storage (a directory, or `bucket/prefix`).
+    /// `--container`: where the backups live within each storage (a directory, or `bucket/prefix`); empty or
+    /// absent: each storage's own `container` from the worker's configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
     /// `--storage`: names of storages in the worker's configuration (never endpoints or
     /// credentials); the backup is written to each.
@@ -167,7 +169,9 @@ pub struct BackupSpec {
 pub struct RestoreSpec {
     /// `--backup-name`: name of the backup to restore.
     pub backup_name: String,
-    /// `--container`: where the backups live within each storage.
+    /// `--container`: where the backups live within each storage; empty or
+    /// absent: each storage's own `container` from the worker's configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
     /// `--storage`: names of storages in the worker's configuration, tried in order; the first that
     /// holds a restorable backup is used.
@@ -216,7 +220,9 @@ pub struct PruneSpec {
     /// `--backup-name`: only this backup name (default: every name in the container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_name: Option<String>,
-    /// `--container`: where the backups live within each storage.
+    /// `--container`: where the backups live within each storage; empty or
+    /// absent: each storage's own `container` from the worker's configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
     /// `--storage`: names of storages in the worker's configuration; each is pruned.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
@@ -266,7 +272,9 @@ pub struct PruneSpec {
 pub struct VerifySpec {
     /// `--backup-name`: name of the backup to verify.
     pub backup_name: String,
-    /// `--container`: where the backups live within each storage.
+    /// `--container`: where the backups live within each storage; empty or
+    /// absent: each storage's own `container` from the worker's configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
     /// `--storage`: names of storages in the worker's configuration; each is verified.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
@@ -307,7 +315,9 @@ pub struct ListSpec {
     /// `--backup-name`: only this backup name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_name: Option<String>,
-    /// `--container`: where the backups live within each storage.
+    /// `--container`: where the backups live within each storage; empty or
+    /// absent: each storage's own `container` from the worker's configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
     /// `--storage`: names of storages in the worker's configuration; each is listed.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
@@ -568,15 +578,14 @@ fn check_location(
     storage: &[String],
     hostname: Option<&str>,
 ) -> Result<(), ContractError> {
-    if container.is_empty()
-        || container.chars().any(char::is_control)
+    if container.chars().any(char::is_control)
         || Path::new(container)
             .components()
             .any(|c| c == Component::ParentDir)
     {
         return Err(ContractError::invalid(
             "spec.container",
-            format!("{container:?} must be non-empty, without control characters or '..'"),
+            format!("{container:?} must be without control characters or '..'"),
         ));
     }
     if storage.is_empty() {

@@ -340,7 +340,6 @@ fn spec_rules_follow_the_cli() {
         ("/spec/backup_name", json!("a/b"), "spec.backup_name"),
         ("/spec/hostname", json!(".."), "spec.hostname"),
         ("/spec/container", json!("../other"), "spec.container"),
-        ("/spec/container", json!(""), "spec.container"),
         ("/spec/storage", json!([]), "spec.storage"),
         ("/spec/storage", json!(["a", "a"]), "spec.storage[1]"),
         ("/spec/storage", json!(["https://s3"]), "spec.storage[0]"),

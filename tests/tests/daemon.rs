@@ -78,8 +78,26 @@ async fn tasks_on_node_and_pool_queues_run_once_on_the_right_workers() {
     assert!(by_node.keys().all(|n| workers.iter().any(|w| &w.node == n)));
     eprintln!("pool tasks per node: {by_node:?}");
 
-    // Heartbeats: node, pools, version, free slots, running tasks.
+    // Past a lease period and several reaper passes: every final event went out once, and no
+    // task is left in the set of unreported tasks.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    for t in &tasks {
+        let finals = fleet
+            .events_of(&t.task_id)
+            .iter()
+            .filter(|e| e.status.is_final())
+            .count();
+        assert_eq!(finals, 1, "task {} reported {finals} times", t.task_id);
+    }
     let mut c = fleet.redis().await;
+    let unreported: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}running", fleet.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(unreported.is_empty(), "{unreported:?}");
+
+    // Heartbeats: node, pools, version, free slots, running tasks.
     let hb: String = redis::cmd("GET")
         .arg(format!("{}worker:{}", fleet.prefix, fleet.name("a")))
         .query_async(&mut c)

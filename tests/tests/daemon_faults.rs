@@ -329,3 +329,55 @@ async fn a_task_longer_than_the_consumer_timeout_completes_once() {
     );
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_to_two_storages_locks_both_and_a_writer_of_either_waits_its_turn() {
+    let fleet = Fleet::new().await;
+    let store2 = fleet.dir.join("store2");
+    let mut spec = WorkerSpec::new("a", &[]);
+    spec.extra = format!(
+        "\n[storages.local2]\ntype = \"local\"\ncontainer = {:?}\n",
+        store2.display().to_string()
+    );
+    let _a = fleet.start(&spec);
+    spec.node = "b".into();
+    let _b = fleet.start(&spec);
+    let src = slow_source(&fleet.dir, SLOW_MIB);
+    // Named storages with their own containers: the task names them only.
+    let both = |storages: serde_json::Value| -> TaskSpec {
+        let mut s = serde_json::to_value(slow_backup(&fleet, &src, "multi")).unwrap();
+        s.as_object_mut().unwrap().remove("container");
+        s["storage"] = storages;
+        TaskSpec::Backup(serde_json::from_value(s).unwrap())
+    };
+    let first = fleet::task(both(json!(["local1", "local2"])));
+    fleet.publish(&fleet.node_queue("a"), &first).await;
+    fleet.wait_started(&first.task_id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A backup of the same name to the second storage alone, on another worker: locked.
+    let second = fleet::task(both(json!(["local2"])));
+    fleet.publish(&fleet.node_queue("b"), &second).await;
+    let e = fleet.wait_final(&second.task_id).await;
+    assert!(
+        matches!(
+            e.status,
+            EventStatus::Failed {
+                error_class: ErrorClass::Locked,
+                exit_code: 11,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = fleet.wait_final(&first.task_id).await;
+    assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
+    assert_eq!(fleet::manifests(&fleet.store()).len(), 1);
+    assert_eq!(fleet::manifests(&store2).len(), 1);
+    // Both locks were released: the same backup to local2 alone now runs.
+    let third = fleet::task(both(json!(["local2"])));
+    fleet.publish(&fleet.node_queue("b"), &third).await;
+    let e = fleet.wait_final(&third.task_id).await;
+    assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
+    assert_eq!(fleet::manifests(&store2).len(), 2);
+    fleet.cleanup().await;
+}

@@ -378,7 +378,8 @@ fn open(
     }
     let request = StorageRequest {
         names: names.to_vec(),
-        container: Some(container.to_string()),
+        // Empty: each named storage's own container.
+        container: (!container.is_empty()).then(|| container.to_string()),
     };
     crate::storage::open(config, &request, transfer, &|v| std::env::var(v).ok())
 }

@@ -8,6 +8,12 @@
 //! without an unacknowledged delivery hitting RabbitMQ's `consumer_timeout`, and a redelivery
 //! (before the acknowledgement reached the broker, or a duplicate publish) finds the claim and is
 //! not run twice; one that finds a final state re-publishes the recorded result.
+//!
+//! Events are delivered at least once: the final event is recorded in Redis before it is
+//! published and the task's lease is kept until the broker confirms it (so no reaper publishes it
+//! meanwhile), but a confirm lost in a broker restart, or a redelivery after the task finished,
+//! publishes the same final event again. Consumers key final events by task id (the dispatcher
+//! does); every copy carries the same recorded content.
 
 use super::amqp::Outgoing;
 use super::executor;
@@ -376,7 +382,7 @@ async fn finish(shared: &Shared, task: &TaskEnvelope, lease: &Lease, status: Eve
     }
     match shared.publisher.event(&event, PUBLISH_GIVE_UP).await {
         Ok(()) => {
-            let _ = shared.store.reported(&lease.task_id).await;
+            let _ = shared.store.reported_by(lease).await;
         }
         Err(e) => tracing::warn!(error = %e, "cannot publish the final event; the reaper will"),
     }

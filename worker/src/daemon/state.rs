@@ -6,8 +6,9 @@
 //!   `expired`), `node`, `queue` (where to re-queue it), `body` (the task message, while running),
 //!   `runs` (how many claims), `event` (the final event, JSON: the recorded result).
 //! - `task:<id>:lease` (string `node:token`, PX `lease_ttl_ms`): the running worker's lease,
-//!   renewed every heartbeat. A task whose record says `running` but has no lease was left by a
-//!   dead worker.
+//!   renewed every heartbeat, kept until the final event is published. A task whose record says
+//!   `running` but has no lease was left by a dead worker; a finished one whose id is still in
+//!   `running` without a lease may not have had its final event published.
 //! - `running` (set of task ids): tasks that have not yet published their final event, scanned
 //!   by every worker's reaper.
 //! - `task:<id>:reap` (PX): one reaper re-queues a given orphan at a time.
@@ -55,7 +56,10 @@ return {'claimed', tostring(runs)}
 "#;
 
 // Our lease, or no lease at all while the record is still ours or gone (Redis restarted without
-// persistence, or our lease ran out during an outage and nobody claimed the task since).
+// persistence, or our lease ran out during an outage and nobody claimed the task since). The
+// lease is kept (renewed by the keeper) until the final event is confirmed published
+// ([`TaskStore::reported_by`]), so no reaper publishes it a second time meanwhile; if this
+// worker dies first, the lease runs out and a reaper publishes the recorded event.
 const FINISH: &str = r#"
 local v = redis.call('GET', KEYS[2])
 if v ~= ARGV[1] then
@@ -68,7 +72,7 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'event', ARGV[3], 'node', ARGV[5])
 redis.call('HDEL', KEYS[1], 'body')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[6])
 return 1
 "#;
 
@@ -208,9 +212,17 @@ impl TaskStore {
             .arg(event)
             .arg(self.record_ttl)
             .arg(&self.node)
+            .arg(self.lease_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(done == 1)
+    }
+
+    /// The holder of `lease` published the task's final event: the task leaves the set of
+    /// unreported tasks and the lease goes.
+    pub async fn reported_by(&self, lease: &Lease) -> redis::RedisResult<()> {
+        self.reported(&lease.task_id).await?;
+        self.release(lease).await
     }
 
     /// Removes a task from the set of unreported tasks once its final event is published.
