@@ -64,24 +64,8 @@ PROBLEMS=0        # failed runs and restore mismatches
 S3_PORT="" S3_ENDPOINT="" S3_KEY_ID="" S3_SECRET="" S3_REGION="" GARAGE_PID=""
 WCONF=$RUN/worker.toml   # freezer-worker's configuration: the storage "garage"
 
-say() { printf '%s\n' "$*"; }
-warn() { printf 'bench: %s\n' "$*" >&2; }
-die() { warn "$*"; exit 1; }
-py() { "$PY" "$HERE/dataset.py" "$@"; }
-
-# ------------------------------------------------------------------------------------------ set-up
-
-APT_UPDATED=0
-apt_install() {
-    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-        return 1
-    fi
-    if [[ $APT_UPDATED == 0 ]]; then
-        apt-get update -qq >/dev/null 2>&1 || true
-        APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null 2>&1
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 check_tools() {
     if [[ ! -x /usr/bin/time ]]; then
@@ -106,29 +90,6 @@ check_tools() {
         "$GARAGE_SH" install || die "garage could not be installed"
         PATH=$HOME/.cargo/bin:$PATH
     fi
-}
-
-setup_freezer() {
-    local bin
-    if [[ -n $FREEZER_BIN ]]; then
-        bin=$FREEZER_BIN
-    else
-        say "building freezer-worker: cargo build --release -p freezer-worker"
-        if ! (cd "$ROOT" && cargo build --release -p freezer-worker); then
-            warn "cargo build failed: freezer-worker is SKIPPED"
-            return 0
-        fi
-        bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/freezer-worker
-    fi
-    if [[ ! -x $bin ]]; then
-        warn "freezer-worker binary '$bin' not found or not executable: freezer-worker is SKIPPED"
-        return 0
-    fi
-    if ! "$bin" backup --help 2>&1 | grep -q -- '--storage'; then
-        warn "'$bin backup --help' does not list --storage (no S3 support yet?): freezer-worker is SKIPPED"
-        return 0
-    fi
-    FREEZER=$bin
 }
 
 # The environment sets CA-bundle variables (AWS_CA_BUNDLE among them); freezer-worker and restic must
@@ -266,31 +227,6 @@ drop_warm() {
     done
 }
 
-rc_check() { if [[ $T_RC == 0 ]]; then echo ok; else echo -; fi; }
-
-# verify LISTING DIR NAME: compare DIR's checksum listing with the source's; sets V_CHECK.
-verify() {
-    local want=$1 dir=$2 name=$3
-    V_CHECK=-
-    [[ $T_RC == 0 ]] || return 0
-    if [[ -d $dir ]]; then
-        py listing "$dir" "$LOGS/$name.listing"
-        if cmp -s "$want" "$LOGS/$name.listing"; then
-            V_CHECK=ok
-            return 0
-        fi
-    fi
-    V_CHECK=MISMATCH
-    PROBLEMS=$((PROBLEMS + 1))
-    warn "!!!!!!!!!! RESTORE MISMATCH: $name: $dir differs from the source !!!!!!!!!!"
-    if [[ -d $dir ]]; then
-        diff "$want" "$LOGS/$name.listing" | head -n 20 | sed 's/^/    /' >&2 || true
-    else
-        warn "    (no restored directory at all)"
-    fi
-}
-
-# GNU time runs programs, not shell functions: these fill the array CMD with a command line.
 freezer_qs() { if [[ -n $BENCH_QUEUE_SIZE ]]; then echo "--queue-size=$BENCH_QUEUE_SIZE"; fi; }
 restic_cmd() { # SET ARGS...: restic on the repository of SET in garage, credentials for it only
     CMD=(env "AWS_ACCESS_KEY_ID=$S3_KEY_ID" "AWS_SECRET_ACCESS_KEY=$S3_SECRET" "$RESTIC"
@@ -509,7 +445,7 @@ print(int(s[:-1] if m > 1 else s) * m)' "$BENCH_LIMIT") || die "BENCH_LIMIT: exp
     fi
     rm -rf "$RUN"
     mkdir -p "$LOGS"
-    setup_freezer
+    setup_freezer --storage "no S3 support yet?"
     [[ -s $PASSFILE ]] || printf 'freezer-bench-passphrase\n' >"$PASSFILE"
     chmod 600 "$PASSFILE"
 
