@@ -44,6 +44,7 @@ pub mod heartbeat;
 pub mod intake;
 pub mod lock;
 pub mod metrics;
+pub mod session;
 pub mod state;
 
 use crate::config::{DaemonSection, WorkerConfig};
