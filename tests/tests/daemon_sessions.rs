@@ -12,6 +12,8 @@ use freezer_e2e::fleet::{self, Fleet, WorkerSpec};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -87,6 +89,22 @@ fn failure(e: &Event) -> (ErrorClass, String) {
     }
 }
 
+/// The `/metrics` text of the worker at `addr`.
+fn scrape(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of the sample `name` (no labels) in a `/metrics` text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 fn unix_ms(e: &Event) -> i128 {
     e.at.as_offset_date_time().unix_timestamp_nanos() / 1_000_000
 }
@@ -95,7 +113,17 @@ fn unix_ms(e: &Event) -> i128 {
 async fn five_members_start_together_and_the_session_succeeds() {
     let _serial = SERIAL.lock().await;
     let fleet = Fleet::new().await;
-    let _workers = start_workers(&fleet, &NODES);
+    let metrics = format!("127.0.0.1:{}", freezer_e2e::services::free_port_block(1));
+    let mut first = WorkerSpec::new("a", &[]);
+    first.metrics_addr = Some(metrics.clone());
+    let mut workers = vec![fleet.start(&first)];
+    workers.extend(start_workers(&fleet, &NODES[1..]));
+    let text = scrape(&metrics);
+    assert_eq!(
+        sample(&text, "freezer_session_wait_seconds_count"),
+        Some(0.0),
+        "{text}"
+    );
     let src = source_tree(&fleet.dir);
     let s = session(&fleet, &NODES, 20, SessionPolicy::Abort);
     let tasks: Vec<_> = NODES
@@ -155,6 +183,15 @@ async fn five_members_start_together_and_the_session_succeeds() {
     );
     assert!(spread < 100, "members started {spread} ms apart: {h:?}");
     assert!(event_spread < 100, "started events {event_spread} ms apart");
+
+    // a waited about 800 ms for the others: one observation of freezer_session_wait_seconds.
+    let text = scrape(&metrics);
+    assert_eq!(
+        sample(&text, "freezer_session_wait_seconds_count"),
+        Some(1.0)
+    );
+    let waited = sample(&text, "freezer_session_wait_seconds_sum").unwrap();
+    assert!(waited >= 0.6, "a waited {waited} s at the barrier");
 
     let mut c = fleet.redis().await;
     let listed: Vec<String> = redis::cmd("ZRANGE")
@@ -354,7 +391,10 @@ async fn a_member_stopping_at_the_barrier_leaves_it_and_gives_its_task_back() {
     eprintln!("stopped at the barrier in {:?}", clock.elapsed());
     let h = session_hash(&fleet, &s).await;
     assert_eq!(h["state"], "waiting", "{h:?}");
-    assert!(!h.contains_key(&joined), "the join outlived the worker: {h:?}");
+    assert!(
+        !h.contains_key(&joined),
+        "the join outlived the worker: {h:?}"
+    );
     assert_eq!(h["present"], "");
     assert!(a.log_text().contains("left the session barrier"));
     assert!(a.log_text().contains("abandoning the task"));

@@ -282,7 +282,9 @@ async fn execute(
                 return abandon(shared, queue, body, task, lease).await;
             }
             Gate::Lost => {
-                tracing::warn!("task lease lost at the session barrier: leaving the task to its new holder");
+                tracing::warn!(
+                    "task lease lost at the session barrier: leaving the task to its new holder"
+                );
                 return;
             }
         }

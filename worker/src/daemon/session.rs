@@ -58,7 +58,9 @@
 use super::handler::wait_or_stop;
 use super::{Running, Shared};
 use crate::error::Error;
-use freezer_contracts::{ErrorClass, EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX};
+use freezer_contracts::{
+    ErrorClass, EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX,
+};
 use redis::Script;
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
@@ -87,7 +89,7 @@ local function split(s)
   for p in string.gmatch(s, '[^,]+') do table.insert(out, p) end
   return out
 end
-local function tally()
+local function tally(write)
   local present, missing = {}, {}
   for _, m in ipairs(split(redis.call('HGET', key, 'members'))) do
     if redis.call('HEXISTS', key, 'joined:' .. m) == 1 then
@@ -96,15 +98,21 @@ local function tally()
       table.insert(missing, m)
     end
   end
-  redis.call('HSET', key, 'present', table.concat(present, ','), 'missing', table.concat(missing, ','))
+  if write then
+    redis.call('HSET', key, 'present', table.concat(present, ','), 'missing',
+      table.concat(missing, ','))
+  end
   return present, missing
 end
-local function decide(lead)
+-- A poll that changes nothing writes nothing.
+local function decide(lead, joining)
   if redis.call('HGET', key, 'state') ~= 'waiting' then return end
-  local present, missing = tally()
+  local present, missing = tally(joining)
+  local due = now >= tonumber(redis.call('HGET', key, 'deadline'))
+  if not joining and (#missing == 0 or due) then tally(true) end
   if #missing == 0 then
     redis.call('HSET', key, 'state', 'started', 'started_at', ms(now + lead))
-  elseif now >= tonumber(redis.call('HGET', key, 'deadline')) then
+  elseif due then
     if redis.call('HGET', key, 'policy') == 'proceed' and #present > 0 then
       redis.call('HSET', key, 'state', 'started', 'started_at', ms(now + lead))
     else
@@ -141,14 +149,14 @@ if redis.call('HGET', key, 'state') == 'waiting'
   redis.call('HSETNX', key, 'joined:' .. node, ms(now))
   redis.call('HSET', key, 'task:' .. node, ARGV[2])
 end
-decide(tonumber(ARGV[8]))
+decide(tonumber(ARGV[8]), true)
 redis.call('EXPIRE', key, ttl)
 return status(node)
 "#;
 
 /// KEYS: hash. ARGV: node, lead ms.
 const POLL: &str = r#"
-decide(tonumber(ARGV[2]))
+decide(tonumber(ARGV[2]), false)
 return status(ARGV[1])
 "#;
 
@@ -156,7 +164,7 @@ return status(ARGV[1])
 const LEAVE: &str = r#"
 if redis.call('HGET', key, 'state') ~= 'waiting' then return 0 end
 redis.call('HDEL', key, 'joined:' .. ARGV[1], 'task:' .. ARGV[1])
-tally()
+tally(true)
 return 1
 "#;
 
@@ -622,6 +630,9 @@ mod tests {
             panic!("c is not a member")
         };
         assert_eq!(error_class, ErrorClass::Permanent);
-        assert!(reason.contains("node c is not a member of session s tag t"), "{reason}");
+        assert!(
+            reason.contains("node c is not a member of session s tag t"),
+            "{reason}"
+        );
     }
 }
