@@ -556,6 +556,12 @@ pub async fn gather(
         if stopping || lost {
             match barrier.leave().await {
                 Ok(true) => tracing::info!(session = %id, tag = %tag, "left the session barrier"),
+                // The barrier was decided meanwhile: if it opened with this member, the others
+                // are starting, so start with them (the shutdown grace period lets it finish).
+                Ok(false) if !lost => {
+                    joined = true;
+                    continue;
+                }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, session = %id, tag = %tag, "cannot leave the session barrier")
