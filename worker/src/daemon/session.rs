@@ -15,6 +15,24 @@
 //! (permanent). All times come from the Redis server's clock (`TIME`), so the workers' clocks need
 //! not agree.
 //!
+//! Failures at the barrier (event `failed`, nothing run, no backup written):
+//! - aborted: `session <id> tag <tag> aborted: node(s) <missing> did not join within <n> s`,
+//!   class `transient`, exit code 1 (also for a member arriving after the abort);
+//! - too late under `proceed`: `session <id> tag <tag> started without node <node>: ...`,
+//!   `transient`, exit code 1;
+//! - not a member: `node <node> is not a member of session <id> tag <tag> ...`, `permanent`,
+//!   exit code 2 (decided before the task waits for anything);
+//! - the tasks disagree on the members: `permanent`, exit code 2;
+//! - Redis unreachable for the hold-off plus 30 s: `transient`, exit code 1.
+//!
+//! A member waits holding its slot and with its task lease renewed (it is a running task). When
+//! its worker stops, it leaves a barrier that has not opened and its task goes back to its queue;
+//! if the barrier opened meanwhile with it present, it starts with the others. Limits: a member
+//! whose worker is killed keeps its join, so the barrier may open without it; its task, re-run
+//! after the lease expires, then finds the session started with it and starts at once (late). Two
+//! sessions whose members hold each other's last slots wait for each other until a hold-off
+//! passes.
+//!
 //! # Redis keys (read by `freezer-dispatcher sessions` and for the session result)
 //!
 //! Keys are under the worker's `key_prefix` (`freezer:` by default), the suffix being that of
@@ -34,7 +52,7 @@
 //!   Once `started` or `aborted` it never changes.
 //! - `created_at`: the first join; `deadline`: `created_at` + hold-off.
 //! - `joined:<node>`: when `<node>` joined (removed when it leaves a waiting barrier because its
-//!   worker stops; a member whose worker dies keeps its join and starts when its task is re-run).
+//!   worker stops).
 //! - `task:<node>`: the task id of `<node>`'s task.
 //! - `present`, `missing`: members that have / have not joined; kept current while `waiting`,
 //!   frozen when the state is decided (for `started`, `present` are the members that run).
@@ -44,7 +62,8 @@
 //!   the spread of these values is the start spread).
 //! - `result:<node>`: the final result of `<node>`'s task: `succeeded:<exit code>`,
 //!   `failed:<exit code>` or `expired` (written for every member whose task finishes, also when it
-//!   failed at the barrier or expired before joining).
+//!   failed at the barrier or expired before joining, which may create the hash before any join:
+//!   a hash without `state` has no joins yet).
 //! - `result`: the session's result, `succeeded` only if every member succeeded, else `failed`.
 //!   Set when the session is aborted, or, once `started`, when every present member has a result
 //!   (`failed` when a member was missing). `finished_at`: when `result` was set.
