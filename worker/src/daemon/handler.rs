@@ -17,6 +17,7 @@
 
 use super::amqp::Outgoing;
 use super::executor;
+use super::session::{self, Gate};
 use super::state::{Claim, Lease};
 use super::{Running, Shared};
 use crate::progress::Counters;
@@ -231,6 +232,16 @@ async fn execute(
 ) {
     let (lease, rerun) = (&running.lease, running.rerun);
     let kind = task.kind().as_str();
+    // A session task sent to a node that is not a member can never meet its session.
+    if let Some(status) = task
+        .session
+        .as_ref()
+        .and_then(|s| session::check_member(&shared.daemon.node, s))
+    {
+        shared.metrics.task_done(kind, "failed");
+        tracing::warn!("task failed: this node is not a member of its session");
+        return finish(shared, task, lease, status).await;
+    }
     // The window: expired tasks are reported, early ones wait (claimed, so no timeout applies).
     loop {
         match task.readiness(now()) {
@@ -258,6 +269,31 @@ async fn execute(
     if shared.stopping.load(Ordering::SeqCst) {
         drop(permit);
         return abandon(shared, queue, body, task, lease).await;
+    }
+    // A session member waits for the others holding its slot, so that it starts the moment the
+    // barrier opens.
+    if let Some(s) = &task.session {
+        match session::gather(shared, task, s, running).await {
+            Gate::Go => {}
+            Gate::Fail(status) => {
+                drop(permit);
+                shared.metrics.task_done(kind, "failed");
+                if let EventStatus::Failed { reason, .. } = &status {
+                    tracing::warn!(%reason, "task failed at its session barrier");
+                }
+                return finish(shared, task, lease, status).await;
+            }
+            Gate::Stop => {
+                drop(permit);
+                return abandon(shared, queue, body, task, lease).await;
+            }
+            Gate::Lost => {
+                tracing::warn!(
+                    "task lease lost at the session barrier: leaving the task to its new holder"
+                );
+                return;
+            }
+        }
     }
     tracing::info!("task started");
     let started = Event::for_task(task, &shared.daemon.node, now(), EventStatus::Started);
@@ -348,7 +384,7 @@ async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<
 }
 
 /// Sleeps `d`; true when the worker started stopping meanwhile.
-async fn wait_or_stop(shared: &Shared, d: Duration) -> bool {
+pub(super) async fn wait_or_stop(shared: &Shared, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => shared.stopping.load(Ordering::SeqCst),
         _ = shared.stop.notified() => true,
@@ -364,7 +400,10 @@ async fn finish(shared: &Shared, task: &TaskEnvelope, lease: &Lease, status: Eve
     let deadline = Instant::now() + PUBLISH_GIVE_UP;
     loop {
         match shared.store.finish(lease, state.as_str(), &body).await {
-            Ok(true) => break,
+            Ok(true) => {
+                session::record_result(shared, task, &event.status).await;
+                break;
+            }
             Ok(false) => {
                 tracing::warn!("task lease lost before the result was recorded: not reporting it");
                 return;

@@ -13,6 +13,17 @@
 //! [`handler`] for the reasoning and [`heartbeat`] for the re-run bound (lease TTL + one
 //! interval: 20 s with the defaults). Writer locks with fencing: [`lock`].
 //!
+//! Sessions ([`session`]): a task that carries a session (id, tag, members, hold-off, policy) is
+//! a member of a group of nodes acting together. Once it holds an execution slot it joins the
+//! session's barrier in Redis and waits, its lease renewed like a running task's, until every
+//! member has joined; then all members start at one shared instant (within milliseconds of each
+//! other). If the hold-off (from the first join) passes with members missing, policy `abort`
+//! fails every member's task (transient, nothing run) and `proceed` runs the members present while
+//! a late one fails. A task whose node is not a member fails at once. Each member's result is
+//! recorded in the session's hash; the session succeeds only if every member did. A worker
+//! stopping while a task waits at the barrier leaves the barrier and gives the task back to its
+//! queue.
+//!
 //! Shutdown (SIGTERM or SIGINT): the intake cancels its consumers; tasks still waiting for a slot
 //! are given back to their queue at once; running tasks get `grace_period_seconds` to finish,
 //! then are cancelled, their locks released and the tasks given back to their queue (another
@@ -44,6 +55,7 @@ pub mod heartbeat;
 pub mod intake;
 pub mod lock;
 pub mod metrics;
+pub mod session;
 pub mod state;
 
 use crate::config::{DaemonSection, WorkerConfig};
