@@ -1,5 +1,6 @@
 //! Job definitions: the model, job files in a watched directory, schedules.
 
+pub mod file;
 pub mod model;
 pub mod schedule;
 
