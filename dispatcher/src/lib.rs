@@ -7,3 +7,6 @@
 
 pub mod config;
 pub mod jobs;
+pub mod jobs_cmd;
+pub mod leader;
+pub mod scheduler;
