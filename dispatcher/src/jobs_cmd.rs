@@ -188,16 +188,30 @@ mod tests {
             UtcTime::parse("2026-11-25T01:30:00Z").unwrap(),
         )]);
         let text = render_jobs(&set(), &last, now);
-        let line = |id: &str| text.lines().find(|l| l.starts_with(id)).unwrap().to_string();
+        let line = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with(id))
+                .unwrap()
+                .to_string()
+        };
         let web = line("web1-home");
         assert!(web.contains("node web1"), "{web}");
         assert!(web.contains("backup,prune"), "{web}");
         assert!(web.contains("cron \"0 30 2 * * *\" Europe/Berlin"), "{web}");
-        assert!(web.contains("2026-11-26T01:30:00Z  2026-11-25T01:30:00Z  /jobs/web.toml"), "{web}");
+        assert!(
+            web.contains("2026-11-26T01:30:00Z  2026-11-25T01:30:00Z  /jobs/web.toml"),
+            "{web}"
+        );
         let db = line("db-cluster-once");
-        assert!(db.contains("session db1,db2,db3 (all-or-nothing, hold-off 1m)"), "{db}");
+        assert!(
+            db.contains("session db1,db2,db3 (all-or-nothing, hold-off 1m)"),
+            "{db}"
+        );
         assert!(line("restore-web1").contains("on demand"));
-        assert!(text.contains("  /jobs/bad.toml: job \"x\": no action\n"), "{text}");
+        assert!(
+            text.contains("  /jobs/bad.toml: job \"x\": no action\n"),
+            "{text}"
+        );
         // A one-shot found too late shows as missed.
         let late = UtcTime::parse("2026-12-25T00:00:00Z").unwrap();
         let text = render_jobs(&set(), &HashMap::new(), late);

@@ -221,7 +221,10 @@ impl Pass {
                 }
                 self.claim_and_send(job, fire).await?;
             } else if let Some(at) = schedule.missed(last_fired, now) {
-                if self.reported_missed.insert((job.id.clone(), at.unix_seconds())) {
+                if self
+                    .reported_missed
+                    .insert((job.id.clone(), at.unix_seconds()))
+                {
                     self.stats.missed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         message = "one-shot run found too late, skipped",
@@ -272,7 +275,10 @@ mod tests {
 
     #[test]
     fn keys_and_run_ids() {
-        assert_eq!(last_fired_key("freezer:", "web1-home"), "freezer:job:web1-home:last_fired");
+        assert_eq!(
+            last_fired_key("freezer:", "web1-home"),
+            "freezer:job:web1-home:last_fired"
+        );
         let t = UtcTime::parse("2026-11-25T13:00:00Z").unwrap();
         assert_eq!(run_id("web1-home", t), "web1-home.1795611600");
     }

@@ -83,7 +83,10 @@ pub fn load_dir(dir: &Path, previous: Option<&JobSet>) -> JobSet {
 /// Loads `dir`, then re-reads it every `interval` and publishes each changed [`JobSet`] on the
 /// returned channel. The task stops when every receiver is dropped (or when its handle is
 /// aborted).
-pub fn watch_dir(dir: PathBuf, interval: Duration) -> (watch::Receiver<Arc<JobSet>>, JoinHandle<()>) {
+pub fn watch_dir(
+    dir: PathBuf,
+    interval: Duration,
+) -> (watch::Receiver<Arc<JobSet>>, JoinHandle<()>) {
     let contents = read_dir(&dir);
     let set = build(&dir, contents.clone(), None);
     log_set(&set, None);
@@ -142,9 +145,10 @@ fn read_dir(dir: &Path) -> DirContents {
         // Follows symlinks, so a file linked into the directory counts.
         match std::fs::metadata(&path) {
             Ok(m) if !m.is_file() => continue,
-            Ok(_) => {
-                files.insert(path.clone(), std::fs::read_to_string(&path).map_err(|e| e.to_string()))
-            }
+            Ok(_) => files.insert(
+                path.clone(),
+                std::fs::read_to_string(&path).map_err(|e| e.to_string()),
+            ),
             Err(e) => files.insert(path, Err(e.to_string())),
         };
     }
@@ -168,13 +172,19 @@ fn build(dir: &Path, contents: DirContents, previous: Option<&JobSet>) -> JobSet
         }
     };
     for (path, text) in files {
-        let parsed = text.map_err(|e| vec![e]).and_then(|t| parse_jobs(&path, &t));
+        let parsed = text
+            .map_err(|e| vec![e])
+            .and_then(|t| parse_jobs(&path, &t));
         let parsed = parsed.and_then(|jobs| {
             let dups: Vec<String> = jobs
                 .iter()
                 .filter_map(|j| {
                     set.jobs.get(&j.id).map(|other| {
-                        format!("job {:?}: already defined in {}", j.id, other.file.display())
+                        format!(
+                            "job {:?}: already defined in {}",
+                            j.id,
+                            other.file.display()
+                        )
                     })
                 })
                 .collect();
@@ -191,16 +201,19 @@ fn build(dir: &Path, contents: DirContents, previous: Option<&JobSet>) -> JobSet
                 }
             }
             Err(messages) => {
-                set.errors.extend(messages.into_iter().map(|message| LoadError {
-                    file: path.clone(),
-                    message,
-                }));
+                set.errors
+                    .extend(messages.into_iter().map(|message| LoadError {
+                        file: path.clone(),
+                        message,
+                    }));
                 let kept = previous
                     .into_iter()
                     .flat_map(|p| p.jobs.values())
                     .filter(|j| j.file == path);
                 for job in kept {
-                    set.jobs.entry(job.id.clone()).or_insert_with(|| job.clone());
+                    set.jobs
+                        .entry(job.id.clone())
+                        .or_insert_with(|| job.clone());
                 }
             }
         }
@@ -253,9 +266,19 @@ mod tests {
         std::fs::write(&b, format!("{}{}", job("b1", "5m"), job("b2", "never"))).unwrap();
         let second = load_dir(dir.path(), Some(&first));
         assert_eq!(second.jobs.len(), 3);
-        assert_eq!(every(&second, "b1"), Duration::from_secs(120), "the whole file keeps its last good state");
+        assert_eq!(
+            every(&second, "b1"),
+            Duration::from_secs(120),
+            "the whole file keeps its last good state"
+        );
         assert!(Arc::ptr_eq(&first.jobs["b2"], &second.jobs["b2"]));
-        assert!(second.errors[0].message.contains("job \"b2\": schedule.every"), "{:?}", second.errors);
+        assert!(
+            second.errors[0]
+                .message
+                .contains("job \"b2\": schedule.every"),
+            "{:?}",
+            second.errors
+        );
         // Without a previous set (start-up), a broken file has no jobs.
         assert_eq!(load_dir(dir.path(), None).jobs.len(), 1);
         std::fs::remove_file(&b).unwrap();
@@ -268,13 +291,20 @@ mod tests {
     fn a_duplicate_id_is_an_error_of_the_later_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.toml"), job("x", "1m")).unwrap();
-        std::fs::write(dir.path().join("b.toml"), format!("{}{}", job("x", "2m"), job("y", "2m"))).unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            format!("{}{}", job("x", "2m"), job("y", "2m")),
+        )
+        .unwrap();
         let set = load_dir(dir.path(), None);
         assert_eq!(set.jobs.keys().collect::<Vec<_>>(), ["x"]);
         assert_eq!(every(&set, "x"), Duration::from_secs(60));
         assert_eq!(set.errors.len(), 1);
         let e = set.errors[0].to_string();
-        assert!(e.contains("b.toml: job \"x\": already defined in") && e.contains("a.toml"), "{e}");
+        assert!(
+            e.contains("b.toml: job \"x\": already defined in") && e.contains("a.toml"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -286,7 +316,9 @@ mod tests {
         let set = load_dir(&gone, Some(&first));
         assert_eq!(set.jobs.len(), 1);
         assert_eq!(set.errors[0].file, gone);
-        assert!(set.errors[0].message.contains("cannot read the jobs directory"));
+        assert!(set.errors[0]
+            .message
+            .contains("cannot read the jobs directory"));
     }
 
     #[tokio::test]
@@ -297,9 +329,18 @@ mod tests {
         let (mut rx, handle) = watch_dir(dir.path().to_path_buf(), Duration::from_millis(50));
         assert_eq!(every(&rx.borrow(), "a"), Duration::from_secs(60));
         std::fs::write(&a, job("a", "2m")).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.unwrap().unwrap();
-        assert_eq!(every(&rx.borrow_and_update(), "a"), Duration::from_secs(120));
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            every(&rx.borrow_and_update(), "a"),
+            Duration::from_secs(120)
+        );
         drop(rx);
-        tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -116,8 +116,7 @@ fn parse_job(file: &Path, mut t: Table) -> Result<Job, String> {
     let schedule = take_table(&mut t, "schedule")?
         .map(|s| parse_schedule(s).map_err(|e| nest("schedule", e)))
         .transpose()?;
-    let expires_after =
-        take_duration(&mut t, "expires_after")?.unwrap_or(DEFAULT_EXPIRES_AFTER);
+    let expires_after = take_duration(&mut t, "expires_after")?.unwrap_or(DEFAULT_EXPIRES_AFTER);
     if expires_after.is_zero() {
         return Err("expires_after: must be more than 0s".into());
     }
@@ -160,16 +159,28 @@ fn parse_session(mut t: Table) -> Result<SessionDef, String> {
                     check_ident(&format!("nodes[{i}]"), &s).map_err(|e| e.to_string())?;
                     Ok(s)
                 }
-                other => Err(format!("nodes[{i}]: expected a string, found {}", other.type_str())),
+                other => Err(format!(
+                    "nodes[{i}]: expected a string, found {}",
+                    other.type_str()
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => return Err(format!("nodes: expected a list, found {}", other.type_str())),
+        Some(other) => {
+            return Err(format!(
+                "nodes: expected a list, found {}",
+                other.type_str()
+            ))
+        }
         None => return Err("nodes: missing".into()),
     };
     if nodes.len() < 2 {
         return Err("nodes: a session needs two or more nodes".into());
     }
-    if let Some(dup) = nodes.iter().enumerate().find(|(i, n)| nodes[..*i].contains(n)) {
+    if let Some(dup) = nodes
+        .iter()
+        .enumerate()
+        .find(|(i, n)| nodes[..*i].contains(n))
+    {
         return Err(format!("nodes: {:?} is listed twice", dup.1));
     }
     let hold_off = take_duration(&mut t, "hold_off")?.unwrap_or(DEFAULT_HOLD_OFF);
@@ -219,7 +230,9 @@ fn parse_schedule(mut t: Table) -> Result<Schedule, String> {
     };
     if let Some(tz) = &timezone {
         if !matches!(when, When::Cron(_)) {
-            return Err("timezone: only a cron schedule has one (every and at are instants)".into());
+            return Err(
+                "timezone: only a cron schedule has one (every and at are instants)".into(),
+            );
         }
         parse_timezone(tz).map_err(|e| format!("timezone: {e}"))?;
     }
@@ -251,7 +264,12 @@ fn parse_action(v: Value) -> Result<Action, String> {
     let mandatory = match t.remove("mandatory") {
         None => false,
         Some(Value::Boolean(b)) => b,
-        Some(other) => return Err(format!("mandatory: expected true or false, found {}", other.type_str())),
+        Some(other) => {
+            return Err(format!(
+                "mandatory: expected true or false, found {}",
+                other.type_str()
+            ))
+        }
     };
     let max_retries = match t.remove("max_retries") {
         None => 0,
@@ -262,8 +280,7 @@ fn parse_action(v: Value) -> Result<Action, String> {
             ))
         }
     };
-    let retry_interval =
-        take_duration(&mut t, "retry_interval")?.unwrap_or(DEFAULT_RETRY_INTERVAL);
+    let retry_interval = take_duration(&mut t, "retry_interval")?.unwrap_or(DEFAULT_RETRY_INTERVAL);
     let spec = serde_json::Value::Object(
         t.into_iter()
             .map(|(k, v)| Ok((k.clone(), to_json(v).map_err(|e| format!("{k}: {e}"))?)))
@@ -309,7 +326,11 @@ fn to_json(v: Value) -> Result<serde_json::Value, String> {
             .ok_or_else(|| format!("{f} is not a finite number"))?,
         Value::Boolean(b) => b.into(),
         Value::Datetime(d) => d.to_string().into(),
-        Value::Array(a) => a.into_iter().map(to_json).collect::<Result<Vec<_>, _>>()?.into(),
+        Value::Array(a) => a
+            .into_iter()
+            .map(to_json)
+            .collect::<Result<Vec<_>, _>>()?
+            .into(),
         Value::Table(t) => serde_json::Value::Object(
             t.into_iter()
                 .map(|(k, v)| Ok((k, to_json(v)?)))
@@ -322,7 +343,10 @@ fn take_str(t: &mut Table, key: &str) -> Result<Option<String>, String> {
     match t.remove(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("{key}: expected a string, found {}", other.type_str())),
+        Some(other) => Err(format!(
+            "{key}: expected a string, found {}",
+            other.type_str()
+        )),
     }
 }
 
@@ -330,7 +354,10 @@ fn take_table(t: &mut Table, key: &str) -> Result<Option<Table>, String> {
     match t.remove(key) {
         None => Ok(None),
         Some(Value::Table(t)) => Ok(Some(t)),
-        Some(other) => Err(format!("{key}: expected a table, found {}", other.type_str())),
+        Some(other) => Err(format!(
+            "{key}: expected a table, found {}",
+            other.type_str()
+        )),
     }
 }
 
@@ -339,7 +366,9 @@ fn take_duration(t: &mut Table, key: &str) -> Result<Option<Duration>, String> {
     take_str(t, key)?
         .map(|s| {
             humantime::parse_duration(&s).map_err(|e| {
-                format!("{key}: {s:?} is not a duration like \"90s\", \"15m\", \"6h\", \"1d\" ({e})")
+                format!(
+                    "{key}: {s:?} is not a duration like \"90s\", \"15m\", \"6h\", \"1d\" ({e})"
+                )
             })
         })
         .transpose()
@@ -358,7 +387,9 @@ fn take_time(t: &mut Table, key: &str) -> Result<Option<UtcTime>, String> {
             ))
         }
     };
-    UtcTime::parse(&text).map(Some).map_err(|e| format!("{key}: {e}"))
+    UtcTime::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("{key}: {e}"))
 }
 
 /// Errors on the first key left over in `t` (all known keys have been taken out).
@@ -392,7 +423,12 @@ mod tests {
         let ids: Vec<_> = jobs.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["web1-home", "verify-home", "db-cluster-once", "restore-web1"]
+            [
+                "web1-home",
+                "verify-home",
+                "db-cluster-once",
+                "restore-web1"
+            ]
         );
         let web = &jobs[0];
         assert_eq!(web.target, Target::Node("web1".into()));
@@ -424,7 +460,10 @@ mod tests {
         assert_eq!(verify.target, Target::Pool("verify".into()));
         let s = verify.schedule.as_ref().unwrap();
         assert_eq!(s.when, When::Every(Duration::from_secs(6 * 3600)));
-        assert_eq!(s.start, Some(UtcTime::parse("2026-12-01T00:00:00Z").unwrap()));
+        assert_eq!(
+            s.start,
+            Some(UtcTime::parse("2026-12-01T00:00:00Z").unwrap())
+        );
 
         let Target::Session(session) = &jobs[2].target else {
             panic!("{:?}", jobs[2].target)

@@ -268,7 +268,11 @@ mod tests {
         // 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00 UTC); 02:30 does not exist.
         let s = cron("0 30 2 * * *", "Europe/Berlin");
         let fire = s.next_after(t("2026-03-28T12:00:00Z")).unwrap();
-        assert_eq!(fire, t("2026-03-29T01:00:00Z"), "03:00 CEST, right after the gap");
+        assert_eq!(
+            fire,
+            t("2026-03-29T01:00:00Z"),
+            "03:00 CEST, right after the gap"
+        );
         assert_eq!(
             s.next_after(fire),
             Some(t("2026-03-30T00:30:00Z")),
