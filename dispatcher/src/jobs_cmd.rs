@@ -1,16 +1,47 @@
 //! `freezer-dispatcher jobs [--json]`: the job definitions, when they fire next and last fired,
 //! and the files that could not be read.
 //!
-//! The command loads the jobs directory ([`crate::jobs::dir::load_dir`]), reads the jobs'
-//! `last_fired` from Redis if it can ([`crate::scheduler::read_last_fired`]), and prints
-//! [`render_jobs`] or [`render_jobs_json`]. Both take `now` so that tests are exact.
+//! [`jobs_command`] is the whole command: it loads the jobs directory
+//! ([`crate::jobs::dir::load_dir`]), reads the jobs' `last_fired` from Redis if it can within
+//! [`REDIS_PATIENCE`] ([`crate::scheduler::read_last_fired`]; without Redis the column is empty),
+//! and renders [`render_jobs`] or [`render_jobs_json`]. Both take `now` so that tests are exact.
 
 use freezer_contracts::{SessionPolicy, UtcTime};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::config::DispatcherSection;
+use crate::jobs::dir::load_dir;
 use crate::jobs::{JobSet, LoadError, Target};
+
+/// How long `jobs` waits for Redis before listing without last fire times.
+pub const REDIS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs `freezer-dispatcher jobs [--json]`: returns the text to print and whether some job file
+/// is broken (the caller may exit with 1 then, so scripts notice).
+pub async fn jobs_command(cfg: &DispatcherSection, json: bool) -> (String, bool) {
+    let set = load_dir(&cfg.jobs_dir, None);
+    let ids: Vec<&str> = set.jobs.keys().map(String::as_str).collect();
+    let last = tokio::time::timeout(REDIS_PATIENCE, async {
+        let client = redis::Client::open(cfg.redis_url.as_str()).ok()?;
+        let mut redis = client.get_multiplexed_async_connection().await.ok()?;
+        crate::scheduler::read_last_fired(&mut redis, &cfg.key_prefix, &ids)
+            .await
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let now = crate::scheduler::now();
+    let text = if json {
+        render_jobs_json(&set, &last, now)
+    } else {
+        render_jobs(&set, &last, now)
+    };
+    (text, !set.errors.is_empty())
+}
 
 /// What `jobs --json` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -216,6 +247,31 @@ mod tests {
         let late = UtcTime::parse("2026-12-25T00:00:00Z").unwrap();
         let text = render_jobs(&set(), &HashMap::new(), late);
         assert!(text.contains("missed 2026-12-24T03:00:00Z"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_command_lists_the_directory_even_without_redis() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.toml"),
+            include_str!("../jobs.example.toml"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bad.toml"), "[[job]]\n").unwrap();
+        let cfg = DispatcherSection {
+            jobs_dir: dir.path().to_path_buf(),
+            redis_url: "redis://127.0.0.1:1/".into(),
+            ..Default::default()
+        };
+        let (text, broken) = jobs_command(&cfg, false).await;
+        assert!(broken);
+        assert!(
+            text.contains("web1-home") && text.contains("bad.toml: job[0]: id: missing"),
+            "{text}"
+        );
+        let (json, _) = jobs_command(&cfg, true).await;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["jobs"].as_array().unwrap().len(), 4);
     }
 
     #[test]

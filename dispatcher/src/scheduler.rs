@@ -110,7 +110,7 @@ pub fn now() -> UtcTime {
 
 /// Reads the `last_fired` of `ids` (absent for jobs that never fired), e.g. for `jobs`.
 pub async fn read_last_fired(
-    redis: &mut ConnectionManager,
+    redis: &mut impl redis::aio::ConnectionLike,
     prefix: &str,
     ids: &[&str],
 ) -> redis::RedisResult<HashMap<String, UtcTime>> {

@@ -44,9 +44,10 @@ impl Env {
     }
 
     fn cfg(&self) -> Arc<DispatcherSection> {
-        let mut cfg = DispatcherSection::default();
-        cfg.key_prefix = self.prefix.clone();
-        Arc::new(cfg)
+        Arc::new(DispatcherSection {
+            key_prefix: self.prefix.clone(),
+            ..Default::default()
+        })
     }
 
     fn write(&self, name: &str, text: &str) {
