@@ -460,3 +460,88 @@ async fn runs_missed_while_down_coalesce_into_one() {
     a.kill();
     env.cleanup().await;
 }
+
+/// A private `redis-server` on a free loopback port, killed when dropped.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    /// `None` (the test skips) when `redis-server` is not installed.
+    async fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = match std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIPPED: cannot start redis-server ({e})");
+                return None;
+            }
+        };
+        let url = format!("redis://127.0.0.1:{port}/");
+        let server = PrivateRedis { child, url };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(server)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server.
+    fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_steps_down_before_its_lease_could_expire() {
+    let Some(server) = PrivateRedis::start().await else {
+        return;
+    };
+    let redis = redis::Client::open(server.url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(1500);
+    let (flag, _elector) = leader::spawn(redis, "t:", "solo", lease, std::future::pending());
+    wait_for("the lease", Duration::from_secs(10), || *flag.borrow()).await;
+    tokio::time::sleep(lease).await;
+    assert!(*flag.borrow(), "renewals keep the lease");
+    // A hung server answers nothing: the leader cannot know whether its lease still runs.
+    server.signal("STOP");
+    let hung = Instant::now();
+    wait_for("the step down", lease * 2, || !*flag.borrow()).await;
+    let after = hung.elapsed();
+    println!("stepped down {after:?} after Redis hung (lease {lease:?})");
+    assert!(after < lease, "stepped down before the lease could expire");
+    server.signal("CONT");
+    // Once Redis answers again, the lease (expired meanwhile or not) is taken back.
+    wait_for("the lease again", lease * 4, || *flag.borrow()).await;
+}
