@@ -65,6 +65,7 @@ impl Drop for StepDownOnDrop {
 /// Starts the election for dispatcher `id` with a lease of `lease` on `<prefix>dispatcher:leader`.
 /// The channel says whether this dispatcher is the leader now; it turns `false` when the lease is
 /// lost, when `shutdown` completes (the lease is then released) or when the task ends otherwise.
+/// Call it inside a Tokio runtime.
 pub fn spawn(
     redis: ConnectionManager,
     prefix: &str,

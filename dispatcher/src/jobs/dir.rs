@@ -82,7 +82,7 @@ pub fn load_dir(dir: &Path, previous: Option<&JobSet>) -> JobSet {
 
 /// Loads `dir`, then re-reads it every `interval` and publishes each changed [`JobSet`] on the
 /// returned channel. The task stops when every receiver is dropped (or when its handle is
-/// aborted).
+/// aborted). Call it inside a Tokio runtime.
 pub fn watch_dir(
     dir: PathBuf,
     interval: Duration,
