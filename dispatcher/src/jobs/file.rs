@@ -1,0 +1,571 @@
+//! Job files: TOML, one or more `[[job]]` tables per file, read into [`Job`]s.
+//!
+//! A job has:
+//!
+//! - `id`: unique among all job files; a name (`A-Z a-z 0-9 . _ -`, not starting with `.` or `-`).
+//! - a target, exactly one of `node = "web1"` (that node's queue), `pool = "verify"` (any worker of
+//!   the pool) or a `[job.session]` table: `nodes` (two or more), `hold_off` (how long members wait
+//!   at the barrier, default `"60s"`), `policy` (`"all-or-nothing"`, the default, or `"best-effort"`).
+//! - one or more `[[job.action]]` tables, run in order: `kind` (`backup`, `restore`, `prune`,
+//!   `verify`, `list`, or `noop` for tests), `mandatory` (run even when an earlier action failed,
+//!   default false), `max_retries` (further tries after a failure, default 0), `retry_interval`
+//!   (default `"60s"`); every other key is an option of the kind, named as the worker's CLI option
+//!   in snake_case (`--path-to-backup` is `path_to_backup`; see `freezer_contracts::spec`). Unknown
+//!   options are refused, and the spec is checked as the worker checks it.
+//! - optionally `schedule`, one of `{ cron = "0 30 2 * * *" }` (six fields with seconds, or five),
+//!   `{ every = "6h" }` or `{ at = "2026-12-01T03:00:00Z" }`; `cron` and `every` may add `start` and
+//!   `end` (RFC 3339 UTC times, quoted or as TOML datetimes), and `cron` a `timezone` (IANA name,
+//!   default `UTC`). Without a schedule the job runs only when asked. See [`super::schedule`] for
+//!   the rules.
+//! - `expires_after` (default `"1h"`): a task not started this long after its run began is
+//!   reported expired instead of run.
+//!
+//! Durations are written like `"90s"`, `"15m"`, `"6h"`, `"1d"`, `"1h 30m"`. Errors name the job and
+//! the field (`job "web1-home": action[1].keep_daily: ...`); the directory loader adds the file.
+//!
+//! A full example (`dispatcher/jobs.example.toml`, parsed by a test):
+//!
+#![doc = concat!("```toml\n", include_str!("../../jobs.example.toml"), "```")]
+
+use freezer_contracts::{check_ident, ContractError, SessionPolicy, TaskKind, TaskSpec, UtcTime};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+use toml::{Table, Value};
+
+use super::model::{Action, Job, Schedule, SessionDef, Target, When};
+use super::schedule::{parse_cron, parse_timezone};
+
+/// Default `expires_after`.
+pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(3600);
+/// Default `retry_interval` (OpenStack Freezer's `max_retries_interval`).
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+/// Default session `hold_off`.
+pub const DEFAULT_HOLD_OFF: Duration = Duration::from_secs(60);
+/// Most retries an action may ask for: more is a typo, not a policy.
+pub const MAX_RETRIES: u32 = 100;
+
+/// Parses the text of one job file (`file` is recorded in each job). On failure, every problem
+/// found, one message per problem (`job "x": field: what is wrong`), without the file name.
+pub fn parse_jobs(file: &Path, text: &str) -> Result<Vec<Job>, Vec<String>> {
+    let mut table: Table = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+    let jobs = match table.remove("job") {
+        Some(Value::Array(jobs)) => jobs,
+        Some(other) => {
+            return Err(vec![format!(
+                "job: expected [[job]] tables, found {}",
+                other.type_str()
+            )])
+        }
+        None => Vec::new(),
+    };
+    let mut errors: Vec<String> = table
+        .keys()
+        .map(|k| format!("unknown top-level key {k:?} (a job file holds [[job]] tables)"))
+        .collect();
+    let mut parsed = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let Value::Table(job) = job else {
+            errors.push(format!("job[{i}]: expected a table"));
+            continue;
+        };
+        let label = match job.get("id").and_then(Value::as_str) {
+            Some(id) => format!("job {id:?}"),
+            None => format!("job[{i}]"),
+        };
+        match parse_job(file, job) {
+            Ok(job) if !ids.insert(job.id.clone()) => {
+                errors.push(format!("{label}: defined twice in this file"));
+            }
+            Ok(job) => parsed.push(job),
+            Err(e) => errors.push(format!("{label}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
+/// One `[[job]]` table.
+fn parse_job(file: &Path, mut t: Table) -> Result<Job, String> {
+    let id = take_str(&mut t, "id")?.ok_or("id: missing")?;
+    check_ident("id", &id).map_err(|e| e.to_string())?;
+    let node = take_str(&mut t, "node")?;
+    let pool = take_str(&mut t, "pool")?;
+    let session = take_table(&mut t, "session")?;
+    let target = match (node, pool, session) {
+        (Some(node), None, None) => {
+            check_ident("node", &node).map_err(|e| e.to_string())?;
+            Target::Node(node)
+        }
+        (None, Some(pool), None) => {
+            check_ident("pool", &pool).map_err(|e| e.to_string())?;
+            Target::Pool(pool)
+        }
+        (None, None, Some(session)) => {
+            Target::Session(parse_session(session).map_err(|e| nest("session", e))?)
+        }
+        (None, None, None) => {
+            return Err("no target: give node = \"...\", pool = \"...\" or a [job.session]".into())
+        }
+        _ => return Err("give only one of node, pool and [job.session]".into()),
+    };
+    let schedule = take_table(&mut t, "schedule")?
+        .map(|s| parse_schedule(s).map_err(|e| nest("schedule", e)))
+        .transpose()?;
+    let expires_after = take_duration(&mut t, "expires_after")?.unwrap_or(DEFAULT_EXPIRES_AFTER);
+    if expires_after.is_zero() {
+        return Err("expires_after: must be more than 0s".into());
+    }
+    let actions = match t.remove("action") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        None | Some(Value::Array(_)) => {
+            return Err("no action: add at least one [[job.action]]".into())
+        }
+        Some(other) => {
+            return Err(format!(
+                "action: expected [[job.action]] tables, found {}",
+                other.type_str()
+            ))
+        }
+    };
+    let actions = actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| parse_action(a).map_err(|e| nest(&format!("action[{i}]"), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    refuse_unknown(&t)?;
+    Ok(Job {
+        id,
+        file: file.to_path_buf(),
+        target,
+        actions,
+        schedule,
+        expires_after,
+    })
+}
+
+/// A `[job.session]` table; errors start with the field name.
+fn parse_session(mut t: Table) -> Result<SessionDef, String> {
+    let nodes = match t.remove("nodes") {
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => {
+                    check_ident(&format!("nodes[{i}]"), &s).map_err(|e| e.to_string())?;
+                    Ok(s)
+                }
+                other => Err(format!(
+                    "nodes[{i}]: expected a string, found {}",
+                    other.type_str()
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "nodes: expected a list, found {}",
+                other.type_str()
+            ))
+        }
+        None => return Err("nodes: missing".into()),
+    };
+    if nodes.len() < 2 {
+        return Err("nodes: a session needs two or more nodes".into());
+    }
+    if let Some(dup) = nodes
+        .iter()
+        .enumerate()
+        .find(|(i, n)| nodes[..*i].contains(n))
+    {
+        return Err(format!("nodes: {:?} is listed twice", dup.1));
+    }
+    let hold_off = take_duration(&mut t, "hold_off")?.unwrap_or(DEFAULT_HOLD_OFF);
+    let policy = match take_str(&mut t, "policy")?.as_deref() {
+        None | Some("all-or-nothing") => SessionPolicy::Abort,
+        Some("best-effort") => SessionPolicy::Proceed,
+        Some(other) => {
+            return Err(format!(
+                "policy: {other:?} is not \"all-or-nothing\" or \"best-effort\""
+            ))
+        }
+    };
+    refuse_unknown(&t)?;
+    Ok(SessionDef {
+        nodes,
+        hold_off,
+        policy,
+    })
+}
+
+/// A `schedule` table; errors start with the field name.
+fn parse_schedule(mut t: Table) -> Result<Schedule, String> {
+    let cron = take_str(&mut t, "cron")?;
+    let every = take_duration(&mut t, "every")?;
+    let at = take_time(&mut t, "at")?;
+    let start = take_time(&mut t, "start")?;
+    let end = take_time(&mut t, "end")?;
+    let timezone = take_str(&mut t, "timezone")?;
+    refuse_unknown(&t)?;
+    let when = match (cron, every, at) {
+        (Some(expr), None, None) => {
+            parse_cron(&expr).map_err(|e| format!("cron: {e}"))?;
+            When::Cron(expr)
+        }
+        (None, Some(d), None) => {
+            if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+                return Err(format!(
+                    "every: {} is not a whole number of seconds of at least 1s",
+                    humantime::format_duration(d)
+                ));
+            }
+            When::Every(d)
+        }
+        (None, None, Some(at)) => When::At(at),
+        (None, None, None) => return Err(": give one of cron, every and at".into()),
+        _ => return Err(": give only one of cron, every and at".into()),
+    };
+    if let Some(tz) = &timezone {
+        if !matches!(when, When::Cron(_)) {
+            return Err(
+                "timezone: only a cron schedule has one (every and at are instants)".into(),
+            );
+        }
+        parse_timezone(tz).map_err(|e| format!("timezone: {e}"))?;
+    }
+    if matches!(when, When::At(_)) && (start.is_some() || end.is_some()) {
+        return Err("start/end: apply to cron and every, not to at".into());
+    }
+    if let (Some(s), Some(e)) = (start, end) {
+        if e < s {
+            return Err(format!("end: {e} is before start {s}"));
+        }
+    }
+    Ok(Schedule {
+        when,
+        start,
+        end,
+        timezone: timezone.unwrap_or_else(|| "UTC".into()),
+    })
+}
+
+/// A `[[job.action]]` table; errors start with the field name.
+fn parse_action(v: Value) -> Result<Action, String> {
+    let Value::Table(mut t) = v else {
+        return Err(format!(": expected a table, found {}", v.type_str()));
+    };
+    let kind = take_str(&mut t, "kind")?.ok_or("kind: missing")?;
+    let kind = TaskKind::from_wire(&kind).ok_or_else(|| {
+        format!("kind: {kind:?} is not one of backup, restore, prune, verify, list, noop")
+    })?;
+    let mandatory = match t.remove("mandatory") {
+        None => false,
+        Some(Value::Boolean(b)) => b,
+        Some(other) => {
+            return Err(format!(
+                "mandatory: expected true or false, found {}",
+                other.type_str()
+            ))
+        }
+    };
+    let max_retries = match t.remove("max_retries") {
+        None => 0,
+        Some(Value::Integer(n)) if (0..=i64::from(MAX_RETRIES)).contains(&n) => n as u32,
+        Some(other) => {
+            return Err(format!(
+                "max_retries: expected a whole number from 0 to {MAX_RETRIES}, found {other}"
+            ))
+        }
+    };
+    let retry_interval = take_duration(&mut t, "retry_interval")?.unwrap_or(DEFAULT_RETRY_INTERVAL);
+    let spec = serde_json::Value::Object(
+        t.into_iter()
+            .map(|(k, v)| Ok((k.clone(), to_json(v).map_err(|e| format!("{k}: {e}"))?)))
+            .collect::<Result<_, String>>()?,
+    );
+    let spec = TaskSpec::from_parts(kind, spec).map_err(spec_error)?;
+    spec.validate().map_err(spec_error)?;
+    Ok(Action {
+        spec,
+        mandatory,
+        max_retries,
+        retry_interval,
+    })
+}
+
+/// An error of a nested table under its parent's field: `field: message` becomes
+/// `parent.field: message`, and `: message` (about the table as a whole) `parent: message`.
+fn nest(parent: &str, e: String) -> String {
+    if e.starts_with(':') {
+        format!("{parent}{e}")
+    } else {
+        format!("{parent}.{e}")
+    }
+}
+
+/// A contract error about a spec, its path made relative to the action (`spec.max_level` is the
+/// action's `max_level`).
+fn spec_error(e: ContractError) -> String {
+    let text = e.to_string();
+    text.strip_prefix("spec.")
+        .map(str::to_string)
+        .or_else(|| text.strip_prefix("spec: ").map(|m| format!(": {m}")))
+        .unwrap_or_else(|| format!(": {text}"))
+}
+
+/// A TOML value as the JSON the spec types read; TOML datetimes become their text.
+fn to_json(v: Value) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        Value::String(s) => s.into(),
+        Value::Integer(n) => n.into(),
+        Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| format!("{f} is not a finite number"))?,
+        Value::Boolean(b) => b.into(),
+        Value::Datetime(d) => d.to_string().into(),
+        Value::Array(a) => a
+            .into_iter()
+            .map(to_json)
+            .collect::<Result<Vec<_>, _>>()?
+            .into(),
+        Value::Table(t) => serde_json::Value::Object(
+            t.into_iter()
+                .map(|(k, v)| Ok((k, to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+fn take_str(t: &mut Table, key: &str) -> Result<Option<String>, String> {
+    match t.remove(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!(
+            "{key}: expected a string, found {}",
+            other.type_str()
+        )),
+    }
+}
+
+fn take_table(t: &mut Table, key: &str) -> Result<Option<Table>, String> {
+    match t.remove(key) {
+        None => Ok(None),
+        Some(Value::Table(t)) => Ok(Some(t)),
+        Some(other) => Err(format!(
+            "{key}: expected a table, found {}",
+            other.type_str()
+        )),
+    }
+}
+
+/// A duration written like `"90s"`, `"6h"`, `"1d"`.
+fn take_duration(t: &mut Table, key: &str) -> Result<Option<Duration>, String> {
+    take_str(t, key)?
+        .map(|s| {
+            humantime::parse_duration(&s).map_err(|e| {
+                format!(
+                    "{key}: {s:?} is not a duration like \"90s\", \"15m\", \"6h\", \"1d\" ({e})"
+                )
+            })
+        })
+        .transpose()
+}
+
+/// An instant: RFC 3339 in UTC, as a string or a TOML datetime.
+fn take_time(t: &mut Table, key: &str) -> Result<Option<UtcTime>, String> {
+    let text = match t.remove(key) {
+        None => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(Value::Datetime(d)) => d.to_string(),
+        Some(other) => {
+            return Err(format!(
+                "{key}: expected a time like \"2026-12-01T03:00:00Z\", found {}",
+                other.type_str()
+            ))
+        }
+    };
+    UtcTime::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("{key}: {e}"))
+}
+
+/// Errors on the first key left over in `t` (all known keys have been taken out).
+fn refuse_unknown(t: &Table) -> Result<(), String> {
+    match t.keys().next() {
+        Some(k) => Err(format!("{k}: unknown key")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use freezer_contracts::BackupSpec;
+
+    fn parse(text: &str) -> Result<Vec<Job>, Vec<String>> {
+        parse_jobs(Path::new("/jobs/t.toml"), text)
+    }
+
+    fn one_error(text: &str) -> String {
+        let errors = parse(text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    const NOOP: &str = "[[job.action]]\nkind = \"noop\"\n";
+
+    #[test]
+    fn the_documented_example_parses() {
+        let jobs = parse(include_str!("../../jobs.example.toml")).unwrap();
+        let ids: Vec<_> = jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "web1-home",
+                "verify-home",
+                "db-cluster-once",
+                "restore-web1"
+            ]
+        );
+        let web = &jobs[0];
+        assert_eq!(web.target, Target::Node("web1".into()));
+        assert_eq!(web.file, Path::new("/jobs/t.toml"));
+        assert_eq!(web.expires_after, Duration::from_secs(3600));
+        let sched = web.schedule.as_ref().unwrap();
+        assert_eq!(sched.when, When::Cron("0 30 2 * * *".into()));
+        assert_eq!(sched.timezone, "Europe/Berlin");
+        assert_eq!(web.actions.len(), 2);
+        let TaskSpec::Backup(BackupSpec {
+            max_level,
+            exclude,
+            storage,
+            ..
+        }) = &web.actions[0].spec
+        else {
+            panic!("{:?}", web.actions[0].spec)
+        };
+        assert_eq!(*max_level, Some(6));
+        assert_eq!(exclude, &["*.tmp", "cache"]);
+        assert_eq!(storage, &["s3main"]);
+        assert_eq!(web.actions[0].max_retries, 2);
+        assert_eq!(web.actions[0].retry_interval, Duration::from_secs(300));
+        assert!(!web.actions[0].mandatory);
+        assert!(web.actions[1].mandatory);
+        assert_eq!(web.actions[1].retry_interval, DEFAULT_RETRY_INTERVAL);
+
+        let verify = &jobs[1];
+        assert_eq!(verify.target, Target::Pool("verify".into()));
+        let s = verify.schedule.as_ref().unwrap();
+        assert_eq!(s.when, When::Every(Duration::from_secs(6 * 3600)));
+        assert_eq!(
+            s.start,
+            Some(UtcTime::parse("2026-12-01T00:00:00Z").unwrap())
+        );
+
+        let Target::Session(session) = &jobs[2].target else {
+            panic!("{:?}", jobs[2].target)
+        };
+        assert_eq!(session.nodes, ["db1", "db2", "db3"]);
+        assert_eq!(session.hold_off, Duration::from_secs(60));
+        assert_eq!(session.policy, SessionPolicy::Abort);
+        assert!(jobs[3].schedule.is_none());
+    }
+
+    #[test]
+    fn defaults_durations_and_toml_datetimes() {
+        let jobs = parse(&format!(
+            "[[job]]\nid = \"a\"\npool = \"p\"\nexpires_after = \"1d\"\n\
+             schedule = {{ every = \"90s\", start = 2026-12-01T00:00:00Z, end = \"2026-12-02T00:00:00Z\" }}\n\
+             [job.session]\n{NOOP}"
+        ));
+        // pool and session at once is refused...
+        assert!(jobs.unwrap_err()[0].contains("only one of node, pool"));
+        let jobs = parse(&format!(
+            "[[job]]\nid = \"a\"\npool = \"p\"\nexpires_after = \"1d\"\n\
+             schedule = {{ every = \"90s\", start = 2026-12-01T00:00:00Z }}\n{NOOP}\
+             [[job]]\nid = \"b\"\n[job.session]\nnodes = [\"n1\", \"n2\"]\npolicy = \"best-effort\"\nhold_off = \"2m\"\n{NOOP}"
+        ))
+        .unwrap();
+        assert_eq!(jobs[0].expires_after, Duration::from_secs(86_400));
+        let s = jobs[0].schedule.as_ref().unwrap();
+        assert_eq!(s.when, When::Every(Duration::from_secs(90)));
+        assert_eq!(s.start.unwrap().to_string(), "2026-12-01T00:00:00Z");
+        assert_eq!(s.timezone, "UTC");
+        assert_eq!(
+            jobs[1].target,
+            Target::Session(SessionDef {
+                nodes: vec!["n1".into(), "n2".into()],
+                hold_off: Duration::from_secs(120),
+                policy: SessionPolicy::Proceed,
+            })
+        );
+        assert_eq!(jobs[1].actions[0].spec, TaskSpec::Noop(Default::default()));
+    }
+
+    #[test]
+    fn errors_name_the_job_and_the_field() {
+        let job = |body: &str| format!("[[job]]\nid = \"j1\"\nnode = \"n\"\n{body}");
+        for (text, expected) in [
+            (job(NOOP).replace("id = \"j1\"\n", ""), "job[0]: id: missing"),
+            (job(NOOP).replace("\"j1\"", "\"bad id\""), "job \"bad id\": id: "),
+            (job(""), "job \"j1\": no action"),
+            (job(&format!("{NOOP}colour = \"red\"\n")), "job \"j1\": action[0].colour: "),
+            (job(&format!("colour = 1\n{NOOP}")), "job \"j1\": colour: unknown key"),
+            (
+                job("[[job.action]]\nkind = \"backup\"\npath_to_backup = \"/x\"\nbackup_name = \"b\"\ncontainer = \"c\"\nstorage = [\"s\"]\nkeep_daily = 3\n"),
+                "job \"j1\": action[0].keep_daily: unknown field",
+            ),
+            (
+                job("[[job.action]]\nkind = \"backup\"\npath_to_backup = \"rel\"\nbackup_name = \"b\"\ncontainer = \"c\"\nstorage = [\"s\"]\n"),
+                "job \"j1\": action[0].path_to_backup: ",
+            ),
+            (job("[[job.action]]\nkind = \"explode\"\n"), "job \"j1\": action[0].kind: \"explode\" is not one of"),
+            (job("[[job.action]]\nkind = \"noop\"\nmax_retries = -1\n"), "action[0].max_retries: expected a whole number"),
+            (job("[[job.action]]\nkind = \"noop\"\nretry_interval = \"soon\"\n"), "action[0].retry_interval: \"soon\" is not a duration"),
+            (job(&format!("schedule = {{ cron = \"61 * * * *\" }}\n{NOOP}")), "job \"j1\": schedule.cron: "),
+            (job(&format!("schedule = {{ cron = \"* * * * *\", timezone = \"Mars/Base\" }}\n{NOOP}")), "schedule.timezone: \"Mars/Base\" is not an IANA"),
+            (job(&format!("schedule = {{ every = \"500ms\" }}\n{NOOP}")), "schedule.every: 500ms is not a whole number"),
+            (job(&format!("schedule = {{ every = \"1h\", cron = \"* * * * *\" }}\n{NOOP}")), "job \"j1\": schedule: give only one of cron, every and at"),
+            (job(&format!("schedule = {{ at = \"2026-12-01T03:00:00+01:00\" }}\n{NOOP}")), "schedule.at: \"2026-12-01T03:00:00+01:00\" is not in UTC"),
+            (job(&format!("schedule = {{ at = \"2026-12-01T03:00:00Z\", end = \"2026-12-02T03:00:00Z\" }}\n{NOOP}")), "schedule.start/end: apply to cron and every"),
+            (job(&format!("schedule = {{ every = \"1h\", start = \"2026-12-02T03:00:00Z\", end = \"2026-12-01T03:00:00Z\" }}\n{NOOP}")), "schedule.end: 2026-12-01T03:00:00Z is before start"),
+            (job(&format!("schedule = {{ every = \"1h\", timezone = \"UTC\" }}\n{NOOP}")), "schedule.timezone: only a cron schedule"),
+            (job(&format!("expires_after = \"0s\"\n{NOOP}")), "expires_after: must be more than 0s"),
+            (
+                format!("[[job]]\nid = \"j1\"\n[job.session]\nnodes = [\"a\"]\n{NOOP}"),
+                "job \"j1\": session.nodes: a session needs two or more nodes",
+            ),
+            (
+                format!("[[job]]\nid = \"j1\"\n[job.session]\nnodes = [\"a\", \"b\"]\npolicy = \"maybe\"\n{NOOP}"),
+                "session.policy: \"maybe\" is not",
+            ),
+            (format!("{}{}", job(NOOP), job(NOOP)), "job \"j1\": defined twice in this file"),
+            ("version = 2\n".into(), "unknown top-level key \"version\""),
+        ] {
+            let e = one_error(&text);
+            assert!(e.contains(expected), "{e:?} should contain {expected:?}\n{text}");
+        }
+        // TOML syntax errors carry the line.
+        let e = one_error("[[job]\nid = 1\n");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn every_broken_job_of_a_file_is_reported() {
+        let errors = parse(&format!(
+            "[[job]]\nid = \"a\"\nnode = \"n\"\n{NOOP}[[job]]\nid = \"b\"\n{NOOP}[[job]]\nid = \"c\"\nnode = \"n\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("job \"b\": no target"));
+        assert!(errors[1].starts_with("job \"c\": no action"));
+    }
+
+    #[test]
+    fn an_empty_file_has_no_jobs() {
+        assert_eq!(parse("# nothing yet\n").unwrap(), vec![]);
+    }
+}
