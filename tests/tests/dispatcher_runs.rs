@@ -26,12 +26,14 @@ struct Engine {
 
 impl Engine {
     fn start(fleet: &Fleet) -> Engine {
-        let mut cfg = DispatcherSection::default();
-        cfg.key_prefix = fleet.prefix.clone();
-        cfg.events_queue = events_queue(fleet);
-        cfg.amqp_url = AMQP_URL.into();
-        cfg.redis_url = REDIS_URL.into();
-        cfg.history_len = 10;
+        let cfg = DispatcherSection {
+            key_prefix: fleet.prefix.clone(),
+            events_queue: events_queue(fleet),
+            amqp_url: AMQP_URL.into(),
+            redis_url: REDIS_URL.into(),
+            history_len: 10,
+            ..Default::default()
+        };
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::register(&mut registry);
         let mut ctx = Ctx::new(cfg, runs::redis(REDIS_URL).unwrap(), metrics);
@@ -147,7 +149,10 @@ async fn wait_runs(fleet: &Fleet, job_id: &str, n: usize) -> Value {
         if h.len() >= n {
             return h[0].clone();
         }
-        assert!(Instant::now() < end, "job {job_id} never finished {n} run(s)");
+        assert!(
+            Instant::now() < end,
+            "job {job_id} never finished {n} run(s)"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -201,12 +206,20 @@ async fn actions_run_in_order_with_retries_then_skip_or_mandatory() {
     assert_eq!(a[1]["attempts"], 3);
     let tasks = a[1]["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 3);
-    let attempts: Vec<u64> = tasks.iter().map(|t| t["attempt"].as_u64().unwrap()).collect();
+    let attempts: Vec<u64> = tasks
+        .iter()
+        .map(|t| t["attempt"].as_u64().unwrap())
+        .collect();
     assert_eq!(attempts, [1, 2, 3]);
-    let mut ids: Vec<&str> = tasks.iter().map(|t| t["task_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
     ids.dedup();
     assert_eq!(ids.len(), 3, "each retry is a new task");
-    assert!(tasks.iter().all(|t| t["outcome"] == "failed" && t["exit_code"] != 0));
+    assert!(tasks
+        .iter()
+        .all(|t| t["outcome"] == "failed" && t["exit_code"] != 0));
     assert!(a[1]["reason"].as_str().unwrap().contains(&fleet.name("a")));
     // Not mandatory after a failure: skipped, nothing published. Mandatory: runs.
     assert_eq!(a[2]["state"], "skipped");
@@ -291,19 +304,21 @@ async fn a_session_runs_one_task_per_member_and_fails_when_one_is_missing() {
     engine.send(due(&j, &run_id)).await;
     let current = wait_current(&fleet, &run_id).await;
     assert_eq!(current.len(), 3);
-    for (t, m) in current.iter().zip(&members) {
+    for t in &current {
         let s = t.session.as_ref().expect("a session field");
         assert_eq!(s.id, run_id);
         assert_eq!(s.tag, "0");
         assert_eq!(s.members, members);
         assert_eq!(s.policy, SessionPolicy::Abort);
-        let _ = m;
     }
     let run = wait_runs(&fleet, "sess", 1).await;
     assert_eq!(run["result"], "succeeded", "{run}");
     let tasks = run["actions"][0]["tasks"].as_array().unwrap().clone();
     let nodes: Vec<&str> = tasks.iter().map(|t| t["node"].as_str().unwrap()).collect();
-    assert_eq!(nodes, members.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        nodes,
+        members.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     for m in &members {
         let ran_on: Vec<_> = started_of_run(&fleet, &run_id)
             .into_iter()
@@ -346,7 +361,9 @@ async fn a_session_runs_one_task_per_member_and_fails_when_one_is_missing() {
     engine.send(d).await;
     let current = wait_current(&fleet, &run_id).await;
     for t in &current {
-        let TaskSpec::Restore(r) = &t.spec else { panic!("a restore") };
+        let TaskSpec::Restore(r) = &t.spec else {
+            panic!("a restore")
+        };
         assert_eq!(r.restore_from_date.as_deref(), Some(pinned.as_str()));
     }
     let run = wait_runs(&fleet, "sess2", 1).await;
@@ -355,7 +372,10 @@ async fn a_session_runs_one_task_per_member_and_fails_when_one_is_missing() {
     assert_eq!(run["result"], "failed");
     let reason = run["actions"][0]["reason"].as_str().unwrap();
     assert!(reason.contains(&format!("missing: {dead}")), "{reason}");
-    assert!(reason.contains(&members[0]) && reason.contains(&members[1]), "{reason}");
+    assert!(
+        reason.contains(&members[0]) && reason.contains(&members[1]),
+        "{reason}"
+    );
     engine.stop().await;
     cleanup(&fleet, &[freezer_contracts::node_queue(&dead)]).await;
 }
@@ -409,7 +429,11 @@ async fn a_new_engine_takes_over_a_run_in_progress_and_completes_it_once() {
     assert_eq!(a[1]["state"], "succeeded");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(history(&fleet, "takeover").await.len(), 1);
-    assert_eq!(started_of_run(&fleet, &run_id).len(), 2, "each task ran once");
+    assert_eq!(
+        started_of_run(&fleet, &run_id).len(),
+        2,
+        "each task ran once"
+    );
     let mut c = fleet.redis().await;
     let active: Vec<String> = redis::cmd("SMEMBERS")
         .arg(format!("{}runs:active", fleet.prefix))
@@ -445,8 +469,23 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
         let (prefix, node) = (fleet.prefix.clone(), node.clone());
         move || {
             let mut cmd = freezer_e2e::dispatcher();
-            cmd.args(["--redis-url", REDIS_URL, "--amqp-url", AMQP_URL, "--key-prefix", &prefix]);
-            cmd.args(["publish", "noop", "--node", &node, "--sleep-ms", "300", "--wait"]);
+            cmd.args([
+                "--redis-url",
+                REDIS_URL,
+                "--amqp-url",
+                AMQP_URL,
+                "--key-prefix",
+                &prefix,
+            ]);
+            cmd.args([
+                "publish",
+                "noop",
+                "--node",
+                &node,
+                "--sleep-ms",
+                "300",
+                "--wait",
+            ]);
             freezer_e2e::run_command(&mut cmd, Duration::from_secs(180))
         }
     })
@@ -465,11 +504,31 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
         let (prefix, pool) = (fleet.prefix.clone(), pool.clone());
         move || {
             let mut cmd = freezer_e2e::dispatcher();
-            cmd.args(["--redis-url", REDIS_URL, "--amqp-url", AMQP_URL, "--key-prefix", &prefix]);
             cmd.args([
-                "publish", "backup", "--pool", &pool, "--path-to-backup", &missing,
-                "--backup-name", "x", "--container", &store, "--storage", "local1",
-                "--hostname", "test-host", "--wait", "--json",
+                "--redis-url",
+                REDIS_URL,
+                "--amqp-url",
+                AMQP_URL,
+                "--key-prefix",
+                &prefix,
+            ]);
+            cmd.args([
+                "publish",
+                "backup",
+                "--pool",
+                &pool,
+                "--path-to-backup",
+                &missing,
+                "--backup-name",
+                "x",
+                "--container",
+                &store,
+                "--storage",
+                "local1",
+                "--hostname",
+                "test-host",
+                "--wait",
+                "--json",
             ]);
             freezer_e2e::run_command(&mut cmd, Duration::from_secs(180))
         }
@@ -486,8 +545,46 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
     out.assert_code(exit_code);
     assert_eq!(v["status"], "failed");
 
+    // Ctrl-C while waiting: exit 130, the task goes on.
+    let err_log = fleet.dir.join("wait.stderr");
+    let mut cmd = freezer_e2e::dispatcher();
+    cmd.args([
+        "--redis-url",
+        REDIS_URL,
+        "--amqp-url",
+        AMQP_URL,
+        "--key-prefix",
+        &fleet.prefix,
+    ]);
+    cmd.args([
+        "publish",
+        "noop",
+        "--node",
+        &node,
+        "--sleep-ms",
+        "3000",
+        "--wait",
+    ]);
+    cmd.stdout(std::process::Stdio::null());
+    cmd.stderr(std::fs::File::create(&err_log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    freezer_e2e::fleet::wait_until("publish --wait to wait", Duration::from_secs(60), || {
+        std::fs::read_to_string(&err_log).is_ok_and(|t| t.contains("started on"))
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(130));
+
     // An option the kind does not take is a usage error.
-    let out = cli(&fleet, &["publish", "noop", "--node", &node, "--keep-last", "2"]);
+    let out = cli(
+        &fleet,
+        &["publish", "noop", "--node", &node, "--keep-last", "2"],
+    );
     out.assert_code(2);
     assert!(out.stderr.contains("keep"), "{out}");
 
