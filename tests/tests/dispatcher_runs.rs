@@ -21,11 +21,16 @@ struct Engine {
     due: mpsc::Sender<DueRun>,
     stop: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
-    _leader: watch::Sender<bool>,
+    leader: watch::Sender<bool>,
 }
 
 impl Engine {
     fn start(fleet: &Fleet) -> Engine {
+        Engine::start_as(fleet, true)
+    }
+
+    /// An engine that starts as leader or not.
+    fn start_as(fleet: &Fleet, leading: bool) -> Engine {
         let cfg = DispatcherSection {
             key_prefix: fleet.prefix.clone(),
             events_queue: events_queue(fleet),
@@ -40,7 +45,7 @@ impl Engine {
         ctx.expiry_margin = Duration::from_secs(4);
         ctx.poll = Duration::from_millis(300);
         let (due, rx) = mpsc::channel(16);
-        let (leader, lrx) = watch::channel(true);
+        let (leader, lrx) = watch::channel(leading);
         let (stop, stop_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(runs::drive(Arc::new(ctx), rx, lrx, async {
             let _ = stop_rx.await;
@@ -49,8 +54,12 @@ impl Engine {
             due,
             stop,
             handle,
-            _leader: leader,
+            leader,
         }
+    }
+
+    fn set_leader(&self, leading: bool) {
+        self.leader.send_replace(leading);
     }
 
     async fn send(&self, d: DueRun) {
@@ -606,5 +615,47 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
     assert_eq!(out.json()["fields"]["state"], "failed");
     let out = cli(&fleet, &["sessions"]);
     out.assert_code(0);
+    cleanup(&fleet, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_acts_only_while_leading() {
+    let fleet = Fleet::new().await;
+    let _w = fleet.start(&WorkerSpec::new("a", &[]));
+    let engine = Engine::start_as(&fleet, false);
+    let j = job(
+        "lead",
+        Target::Node(fleet.name("a")),
+        vec![action(noop(3000), false, 0)],
+        Duration::from_secs(60),
+    );
+    // Not leading: a due run is not started (the leader's scheduler fires it).
+    let r1 = format!("lead.1.{}", fleet.id);
+    engine.send(due(&j, &r1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(run_doc(&fleet, &r1).await.is_none());
+    assert!(started_of_run(&fleet, &r1).is_empty());
+
+    // Leading: it runs; losing the lead mid-run leaves it unfinished; leading again resumes it.
+    engine.set_leader(true);
+    let r2 = format!("lead.2.{}", fleet.id);
+    engine.send(due(&j, &r2)).await;
+    fleet
+        .wait_event("the task to start", |e| {
+            e.run_id.as_deref() == Some(r2.as_str()) && matches!(e.status, EventStatus::Started)
+        })
+        .await;
+    engine.set_leader(false);
+    let started = started_of_run(&fleet, &r2);
+    let id = started[0].task_id.clone().unwrap();
+    fleet.wait_final(&id).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(history(&fleet, "lead").await.is_empty());
+    engine.set_leader(true);
+    let run = wait_runs(&fleet, "lead", 1).await;
+    assert_eq!(run["run_id"], r2.as_str());
+    assert_eq!(run["result"], "succeeded");
+    assert_eq!(started_of_run(&fleet, &r2).len(), 1);
+    engine.stop().await;
     cleanup(&fleet, &[]).await;
 }
