@@ -53,6 +53,12 @@ pub async fn connect(url: &str) -> Result<Connection, String> {
     .map_err(|e| format!("cannot connect to the broker at {}: {e}", redact(url)))
 }
 
+/// Closes `conn`, giving up after 2 s (a close that waits for a broker that does not answer
+/// must not hold up a shutdown or a change of leader).
+pub async fn close(conn: Connection) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "closing".into())).await;
+}
+
 /// `url` without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

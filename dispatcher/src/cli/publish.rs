@@ -105,7 +105,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
         } else {
             println!("{}", task.task_id);
         }
-        let _ = conn.close(200, "published".into()).await;
+        bus::close(conn).await;
         return Ok(0);
     }
     if !args.json {
@@ -175,7 +175,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
             })
         );
     }
-    let _ = conn.close(200, "done".into()).await;
+    bus::close(conn).await;
     Ok(code)
 }
 

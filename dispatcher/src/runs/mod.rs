@@ -192,7 +192,13 @@ async fn lead(
     runs.abort_all();
     while runs.join_next().await.is_some() {}
     let _ = stop_link.send(true);
-    let _ = link.await;
+    let abort = link.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), link)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     stop
 }
 
@@ -240,7 +246,11 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let queue = ctx.config.events_queue.clone();
     let mut delay = Duration::from_millis(200);
     while !*stop.borrow() {
-        match link_once(&ctx, &queue).await {
+        let linked = tokio::select! {
+            r = link_once(&ctx, &queue) => r,
+            _ = stop.changed() => return,
+        };
+        match linked {
             Ok((conn, ch)) => {
                 delay = Duration::from_millis(200);
                 tracing::info!("connected to the broker");
@@ -252,7 +262,7 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                     _ = stop.changed() => true,
                 };
                 ctx.bus.detach().await;
-                let _ = conn.close(200, "dispatcher".into()).await;
+                bus::close(conn).await;
                 if stopped {
                     return;
                 }
