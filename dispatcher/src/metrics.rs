@@ -160,6 +160,12 @@ impl Metrics {
         }
     }
 
+    /// Observes how late a run became due: now minus its fire time (for the scheduler).
+    pub fn schedule_lag(&self, fire_time: freezer_contracts::UtcTime) {
+        let lag = fire_time.until(crate::now());
+        self.schedule_lag.observe(lag.as_secs_f64());
+    }
+
     /// Counts a confirmed publish.
     pub fn published(&self, kind: TaskKind) {
         self.published

@@ -253,6 +253,21 @@ async fn actions_run_in_order_with_retries_then_skip_or_mandatory() {
     );
     let gap = started[1].at.until(started[2].at);
     assert!(gap >= Duration::from_millis(900), "retry after {gap:?}");
+    eprintln!("retry started {gap:?} after the previous try started (retry_interval 1 s)");
+
+    // `status RUN_ID` and `status JOB_ID` read the same records.
+    let out = cli(&fleet, &["status", &run_id]);
+    out.assert_code(0);
+    eprintln!("{}", out.stdout);
+    assert!(
+        out.stdout.contains("skipped") && out.stdout.contains("failed"),
+        "{out}"
+    );
+    let out = cli(&fleet, &["status", "nightly", "--json"]);
+    out.assert_code(0);
+    let v = out.json();
+    assert_eq!(v["type"], "job");
+    assert_eq!(v["runs"][0]["run_id"], run_id.as_str());
     engine.stop().await;
     cleanup(&fleet, &[]).await;
 }
@@ -474,6 +489,7 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
     let _w = fleet.start(&WorkerSpec::new("a", &["p"]));
     let node = fleet.name("a");
 
+    let waited = Instant::now();
     let out = tokio::task::spawn_blocking({
         let (prefix, node) = (fleet.prefix.clone(), node.clone());
         move || {
@@ -501,6 +517,10 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
     .await
     .unwrap();
     out.assert_code(0);
+    eprintln!(
+        "publish --wait of a 300 ms noop took {:?}",
+        waited.elapsed()
+    );
     let id = freezer_contracts::TaskId::parse(out.stdout.trim()).expect("the task id on stdout");
     assert!(out.stderr.contains("started on"), "{out}");
     let e = fleet.wait_final(&id).await;

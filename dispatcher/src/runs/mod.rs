@@ -20,6 +20,8 @@
 //!   retry meets at a fresh barrier), members, hold-off, policy }`. A restore without
 //!   `restore_from_date` gets the run's fire time, so every member restores the same point. The
 //!   action succeeds only if every member succeeded; the reason names the others.
+//! - Runs of one job may overlap: each run id is its own run (the scheduler coalesces missed
+//!   fire times into one run).
 //! - Leadership: the engine acts only while `leader` is true. On becoming leader it connects,
 //!   consumes the shared events queue and resumes every run of `runs:active` from its record
 //!   (tasks published but unknown to the workers are published again under the same id, which
