@@ -679,3 +679,34 @@ async fn the_engine_acts_only_while_leading() {
     engine.stop().await;
     cleanup(&fleet, &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_workers_would_reject_is_neither_published_nor_retried() {
+    let fleet = Fleet::new().await;
+    let engine = Engine::start(&fleet);
+    let node = fleet.name("a");
+    let j = job(
+        "bad",
+        Target::Session(SessionDef {
+            nodes: vec![node.clone(), node.clone()],
+            hold_off: Duration::from_secs(5),
+            policy: SessionPolicy::Proceed,
+        }),
+        vec![action(noop(0), false, 3)],
+        Duration::from_secs(60),
+    );
+    engine.send(due(&j, &format!("bad.{}", fleet.id))).await;
+    let run = wait_runs(&fleet, "bad", 1).await;
+    assert_eq!(run["result"], "failed");
+    let a = &run["actions"][0];
+    assert_eq!(a["attempts"], 1, "{run}");
+    let reason = a["reason"].as_str().unwrap();
+    assert!(reason.contains("not published"), "{reason}");
+    assert!(a["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["outcome"] == "rejected"));
+    engine.stop().await;
+    cleanup(&fleet, &[]).await;
+}

@@ -561,15 +561,20 @@ async fn wait_current(ctx: &Ctx, doc: &mut RunDoc, i: usize, fresh: bool) {
     for (env, queue) in open {
         let mut events = ctx.bus.subscribe();
         let mut redis = ctx.redis.clone();
-        let published = if fresh || unknown_to_workers(&mut redis, ctx.prefix(), &env).await {
-            publish(ctx, &mut redis, &queue, &env).await
+        let published = if let Err(e) = env.validate() {
+            // The worker would reject it: say why here, publish nothing, do not retry.
+            Err(("rejected", format!("not published: {e}")))
+        } else if fresh || unknown_to_workers(&mut redis, ctx.prefix(), &env).await {
+            publish(ctx, &mut redis, &queue, &env)
+                .await
+                .map_err(|e| ("failed", e))
         } else {
             Ok(())
         };
         waits.push(async move {
             let outcome = match published {
-                Err(reason) => Outcome {
-                    status: "failed".into(),
+                Err((status, reason)) => Outcome {
+                    status: status.into(),
                     node: None,
                     exit_code: 1,
                     reason: Some(reason),
