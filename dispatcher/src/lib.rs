@@ -13,9 +13,46 @@
 //! - [`scheduler::run`], while leader, sends each due run ([`jobs::DueRun`], fire times from
 //!   [`jobs::schedule`]) once across all dispatchers on an `mpsc` channel to the run engine;
 //! - [`jobs_cmd::jobs_command`] is the `jobs` subcommand.
+//!
+//! Running:
+//!
+//! - [`runs`]: the run engine ([`runs::drive`]): due runs in, tasks out, results into history.
+//! - [`bus`]: publishing tasks and following events; [`keys`]: the Redis keys; [`status`]: what
+//!   `status`, `workers` and `sessions` read; [`metrics`]: `/metrics`.
 
+pub mod bus;
 pub mod config;
 pub mod jobs;
 pub mod jobs_cmd;
+pub mod keys;
 pub mod leader;
+pub mod metrics;
+pub mod runs;
 pub mod scheduler;
+pub mod status;
+
+use freezer_contracts::{TaskId, UtcTime};
+
+/// The current time as a wire timestamp.
+pub fn now() -> UtcTime {
+    freezer_worker::daemon::handler::now()
+}
+
+/// A fresh UUIDv7 task id (time-ordered, random tail).
+pub fn new_task_id() -> TaskId {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut r = [0u8; 10];
+    getrandom::fill(&mut r).expect("the OS random source works");
+    TaskId::from_parts(ms, r)
+}
+
+/// `t` plus `d` (saturating at the largest time RFC 3339 can write).
+pub fn add(t: UtcTime, d: std::time::Duration) -> UtcTime {
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
+    t.as_offset_date_time()
+        .checked_add(time::Duration::new(secs, d.subsec_nanos() as i32))
+        .and_then(|odt| UtcTime::from_offset_date_time(odt).ok())
+        .unwrap_or(t)
+}

@@ -64,6 +64,36 @@ pub fn worker_bin() -> PathBuf {
     );
 }
 
+/// Path of the `freezer-dispatcher` binary: `$FREEZER_DISPATCHER_BIN`, else
+/// `<target>/debug/freezer-dispatcher` next to the `deps/` directory holding the test binary.
+pub fn dispatcher_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FREEZER_DISPATCHER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a parent directory");
+    for dir in [deps.parent(), Some(deps)].into_iter().flatten() {
+        let candidate = dir.join("freezer-dispatcher");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("freezer-dispatcher binary not found: run `cargo build --workspace --bins` first");
+}
+
+/// A `Command` for the dispatcher with no inherited `FREEZER_*` settings and stdin closed.
+pub fn dispatcher() -> Command {
+    let mut cmd = Command::new(dispatcher_bin());
+    for (key, _) in std::env::vars_os() {
+        if key.as_bytes().starts_with(b"FREEZER_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 /// A `Command` for the worker with a clean, deterministic environment: no inherited `FREEZER_*`
 /// settings, fast key derivation, no colours, stdin closed.
 pub fn worker() -> Command {

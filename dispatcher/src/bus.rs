@@ -1,0 +1,288 @@
+//! RabbitMQ for the dispatcher: the topology (the worker's [`declare`], so both sides declare the
+//! same queues with the same arguments), publishing tasks with confirms, and a feed of events
+//! from a queue to a broadcast channel that every waiting run (or `publish --wait`) subscribes to.
+
+use freezer_contracts::{Event, TaskEnvelope, EVENTS_EXCHANGE, TASKS_EXCHANGE};
+use freezer_worker::daemon::amqp::{declare, Outgoing, Publisher};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties};
+use redis::aio::ConnectionManager;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, RwLock};
+
+/// Delivery limit of task queues, the workers' default (`delivery_limit = 5`): the dispatcher
+/// may declare a queue first, and the arguments must match the workers'.
+pub const DELIVERY_LIMIT: u32 = 5;
+
+/// Events kept in the dispatcher's durable events queue while no dispatcher leads: they are only
+/// a fast path (the task records in Redis are the truth), so old ones may go.
+const EVENTS_QUEUE_MAX_LEN: i64 = 100_000;
+const EVENTS_QUEUE_TTL_MS: i64 = 86_400_000;
+
+/// The dispatcher's connection to the broker, shared by every run.
+pub struct Bus {
+    publisher: Publisher,
+    declare_ch: RwLock<Option<Channel>>,
+    declared: Mutex<HashSet<String>>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus {
+            publisher: Publisher::default(),
+            declare_ch: RwLock::new(None),
+            declared: Mutex::new(HashSet::new()),
+            events: broadcast::channel(4096).0,
+        }
+    }
+}
+
+/// Connects to `url` within 10 s.
+pub async fn connect(url: &str) -> Result<Connection, String> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    .map_err(|_| format!("cannot connect to the broker at {}: timed out", redact(url)))?
+    .map_err(|e| format!("cannot connect to the broker at {}: {e}", redact(url)))
+}
+
+/// Closes `conn`, giving up after 2 s (a close that waits for a broker that does not answer
+/// must not hold up a shutdown or a change of leader).
+pub async fn close(conn: Connection) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "closing".into())).await;
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Bus {
+    /// A bus with no connection yet.
+    pub fn new() -> Arc<Bus> {
+        Arc::new(Bus::default())
+    }
+
+    /// Receives every event fed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Declares the topology on `conn` and publishes through it from now on.
+    pub async fn attach(&self, conn: &Connection) -> Result<(), String> {
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        declare(&ch, &[], DELIVERY_LIMIT)
+            .await
+            .map_err(|e| format!("cannot declare the topology: {e}"))?;
+        self.declared.lock().unwrap().clear();
+        *self.declare_ch.write().await = Some(ch);
+        self.publisher.attach(conn).await.map_err(|e| e.to_string())
+    }
+
+    /// Forgets the connection (it failed or is being closed).
+    pub async fn detach(&self) {
+        self.publisher.detach().await;
+        *self.declare_ch.write().await = None;
+    }
+
+    /// Declares the durable `queue` bound to `freezer.events` with `task.#` (the dispatchers'
+    /// shared events queue).
+    pub async fn declare_events_queue(conn: &Connection, queue: &str) -> Result<(), String> {
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(EVENTS_QUEUE_MAX_LEN),
+        );
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(EVENTS_QUEUE_TTL_MS),
+        );
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(queue.into(), opts, args)
+            .await
+            .map_err(|e| format!("cannot declare the events queue {queue}: {e}"))?;
+        bind(&ch, queue, "task.#").await?;
+        let _ = ch.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    /// Declares an exclusive, auto-deleted queue bound with `pattern` (for `publish --wait`) and
+    /// returns its name; its channel must stay open, so it is returned too.
+    pub async fn private_events_queue(
+        conn: &Connection,
+        pattern: &str,
+    ) -> Result<(Channel, String), String> {
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let q = ch
+            .queue_declare("".into(), opts, FieldTable::default())
+            .await
+            .map_err(|e| format!("cannot declare an events queue: {e}"))?;
+        let name = q.name().to_string();
+        bind(&ch, &name, pattern).await?;
+        Ok((ch, name))
+    }
+
+    /// Consumes `queue` on `ch` and broadcasts every valid event until the consumer ends (the
+    /// connection failed or the channel closed). Invalid events are acknowledged and dropped.
+    pub async fn feed(&self, ch: &Channel, queue: &str) -> Result<(), String> {
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot consume {queue}: {e}"))?;
+        while let Some(d) = consumer.next().await {
+            let d = d.map_err(|e| e.to_string())?;
+            match Event::from_json(&d.data) {
+                Ok(e) => {
+                    let _ = self.events.send(Arc::new(e));
+                }
+                Err(e) => tracing::warn!(error = %e, "ignoring an unreadable event"),
+            }
+            let _ = d.acker.ack(BasicAckOptions::default()).await;
+        }
+        Err(format!("the consumer of {queue} ended"))
+    }
+
+    /// Publishes `task` to `queue` with a confirm: declares the queue first (as the workers do),
+    /// records the task as `queued` in Redis unless a record exists, then publishes it
+    /// persistent with the task id as message id. An unconfirmed publish after `give_up` is an
+    /// error.
+    pub async fn publish_task(
+        &self,
+        redis: &mut ConnectionManager,
+        prefix: &str,
+        queue: &str,
+        task: &TaskEnvelope,
+        give_up: Duration,
+    ) -> Result<(), String> {
+        self.ensure_queue(queue).await?;
+        record_queued(redis, prefix, queue, task)
+            .await
+            .map_err(|e| format!("cannot record task {} in Redis: {e}", task.task_id))?;
+        let body = task.to_json();
+        let id = task.task_id.to_string();
+        self.publisher
+            .publish(
+                &Outgoing {
+                    exchange: TASKS_EXCHANGE,
+                    routing_key: queue,
+                    body: &body,
+                    message_id: Some(&id),
+                    reason: None,
+                },
+                give_up,
+            )
+            .await
+            .map_err(|e| format!("task {id} to {queue} not confirmed by the broker: {e}"))
+    }
+
+    async fn ensure_queue(&self, queue: &str) -> Result<(), String> {
+        if self.declared.lock().unwrap().contains(queue) {
+            return Ok(());
+        }
+        // Wait (up to 30 s) for a connection, as the publisher does.
+        let mut waited = Duration::ZERO;
+        let ch = loop {
+            if let Some(ch) = self.declare_ch.read().await.clone() {
+                break ch;
+            }
+            if waited >= Duration::from_secs(30) {
+                return Err("no connection to the broker".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            waited += Duration::from_millis(200);
+        };
+        declare(&ch, &[queue.to_string()], DELIVERY_LIMIT)
+            .await
+            .map_err(|e| format!("cannot declare {queue}: {e}"))?;
+        self.declared.lock().unwrap().insert(queue.to_string());
+        Ok(())
+    }
+}
+
+async fn bind(ch: &Channel, queue: &str, pattern: &str) -> Result<(), String> {
+    ch.queue_bind(
+        queue.into(),
+        EVENTS_EXCHANGE.into(),
+        pattern.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| format!("cannot bind {queue} to {EVENTS_EXCHANGE} with {pattern}: {e}"))
+}
+
+const RECORD_QUEUED: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[1], 'job_id', ARGV[2],
+  'run_id', ARGV[3], 'kind', ARGV[4], 'attempt', ARGV[5], 'published_at', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+return 1
+"#;
+
+/// Creates the task record with state `queued` (see [`crate::keys`]); a record that exists (the
+/// task was published before, or already runs) is left alone.
+async fn record_queued(
+    redis: &mut ConnectionManager,
+    prefix: &str,
+    queue: &str,
+    task: &TaskEnvelope,
+) -> redis::RedisResult<()> {
+    let now = crate::now();
+    let until_expiry = task
+        .expires_at
+        .map_or(0, |e| e.unix_seconds() - now.unix_seconds())
+        .max(0) as u64;
+    let ttl = until_expiry + 86_400;
+    redis::Script::new(RECORD_QUEUED)
+        .key(crate::keys::task(prefix, task.task_id.as_str()))
+        .arg(queue)
+        .arg(&task.job_id)
+        .arg(&task.run_id)
+        .arg(task.kind().as_str())
+        .arg(task.attempt)
+        .arg(now.to_string())
+        .arg(ttl)
+        .invoke_async::<i64>(redis)
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(super::redact("redis://h:6379/"), "redis://h:6379/");
+    }
+}

@@ -1,0 +1,212 @@
+//! `freezer-dispatcher publish KIND --node N | --pool P [options] [--wait]`: one task now,
+//! published with a confirm. With `--wait` the events are subscribed to before publishing (an
+//! exclusive queue bound to `task.<kind>.*`), progress goes to stderr, and the exit code is the
+//! task's: its own on success or failure, 1 when it expired or was rejected or the wait timed
+//! out, 130 on Ctrl-C.
+
+use super::spec::{Kind, SpecArgs};
+use super::{parse_duration, Fail};
+use clap::Args;
+use freezer_contracts::{node_queue, pool_queue, Event, EventStatus, TaskEnvelope};
+use freezer_dispatcher::bus::{self, Bus};
+use freezer_dispatcher::config::DispatcherSection;
+use freezer_dispatcher::runs::{self, wait};
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+
+/// `publish` options.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["node", "pool"])))]
+pub struct PublishArgs {
+    /// What to run.
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// Run on this node (its queue `freezer.node.<node>`).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Run on any worker of this pool (`freezer.pool.<pool>`).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The task expires (is reported expired instead of run) if not started within this
+    /// (e.g. 30s, 15m, 1h, 2d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub expires_in: Duration,
+    /// Job id recorded with the task.
+    #[arg(long, default_value = "manual")]
+    pub job_id: String,
+    /// Wait for the task's outcome and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (exit 1; the task may still run).
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
+    pub timeout: Option<Duration>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The task's options.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// Runs `publish`; the exit code.
+pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fail> {
+    let spec = args.spec.to_spec(args.kind).map_err(Fail::Usage)?;
+    let queue = match (&args.node, &args.pool) {
+        (Some(n), _) => {
+            freezer_contracts::check_ident("--node", n).map_err(|e| Fail::Usage(e.to_string()))?;
+            node_queue(n)
+        }
+        (None, Some(p)) => {
+            freezer_contracts::check_ident("--pool", p).map_err(|e| Fail::Usage(e.to_string()))?;
+            pool_queue(p)
+        }
+        (None, None) => return Err(Fail::Usage("--node or --pool is required".into())),
+    };
+    let now = freezer_dispatcher::now();
+    let id = freezer_dispatcher::new_task_id();
+    let run_id = format!("manual.{}", id.unix_ms());
+    let mut task = TaskEnvelope::new(id, &args.job_id, run_id, spec);
+    task.expires_at = Some(freezer_dispatcher::add(now, args.expires_in));
+    task.validate().map_err(|e| Fail::Usage(e.to_string()))?;
+
+    let mut redis = runs::redis(&cfg.redis_url).map_err(Fail::Usage)?;
+    let conn = bus::connect(&cfg.amqp_url).await.map_err(Fail::Failure)?;
+    let bus = Bus::new();
+    bus.attach(&conn).await.map_err(Fail::Failure)?;
+    let mut events = bus.subscribe();
+    let _feed = if args.wait {
+        let pattern = format!("task.{}.*", task.kind());
+        let (ch, q) = Bus::private_events_queue(&conn, &pattern)
+            .await
+            .map_err(Fail::Failure)?;
+        let b = bus.clone();
+        Some(tokio::spawn(async move {
+            let _ = b.feed(&ch, &q).await;
+        }))
+    } else {
+        None
+    };
+    bus.publish_task(
+        &mut redis,
+        &cfg.key_prefix,
+        &queue,
+        &task,
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(Fail::Failure)?;
+    if !args.wait {
+        if args.json {
+            println!(
+                "{}",
+                json!({ "task_id": task.task_id, "kind": task.kind(), "queue": queue })
+            );
+        } else {
+            println!("{}", task.task_id);
+        }
+        bus::close(conn).await;
+        return Ok(0);
+    }
+    if !args.json {
+        println!("{}", task.task_id);
+        let _ = std::io::stdout().flush();
+    }
+    eprintln!(
+        "published task {} ({}) to {queue}; waiting",
+        task.task_id,
+        task.kind()
+    );
+    let watch = wait::Watch {
+        redis: &mut redis,
+        prefix: &cfg.key_prefix,
+        events: &mut events,
+        margin: Duration::from_secs(30),
+        poll: Duration::from_secs(1),
+    };
+    let waiting = wait::outcome(watch, &task, progress_line);
+    let timeout = async {
+        match args.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        o = waiting => o,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: task {} goes on without this command", task.task_id);
+            return Ok(130);
+        }
+        _ = timeout => {
+            eprintln!("timed out waiting for task {} (it may still run)", task.task_id);
+            if args.json {
+                println!("{}", json!({ "task_id": task.task_id, "status": "timeout", "exit_code": 1 }));
+            }
+            return Ok(1);
+        }
+    };
+    if outcome.event.is_none() {
+        eprintln!(
+            "task {} {}: {}",
+            task.task_id,
+            outcome.status,
+            outcome.reason.as_deref().unwrap_or("")
+        );
+    }
+    let code = if outcome.succeeded() {
+        outcome.exit_code
+    } else {
+        outcome.exit_code.max(1)
+    };
+    let result = match outcome.event.as_ref().map(|e| &e.status) {
+        Some(EventStatus::Succeeded { result, .. }) => result.clone(),
+        _ => serde_json::Value::Null,
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "task_id": task.task_id,
+                "status": outcome.status,
+                "exit_code": code,
+                "node": outcome.node,
+                "reason": outcome.reason,
+                "result": result,
+            })
+        );
+    }
+    bus::close(conn).await;
+    Ok(code)
+}
+
+/// One stderr line per event of the task.
+fn progress_line(e: &Event) {
+    let id = e
+        .task_id
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    match &e.status {
+        EventStatus::Started => eprintln!("task {id} started on {}", e.node),
+        EventStatus::Progress {
+            entries,
+            files,
+            bytes_read,
+            bytes_written,
+        } => eprintln!(
+            "progress: {entries} entries, {files} files, {bytes_read} bytes read, {bytes_written} bytes written"
+        ),
+        EventStatus::Succeeded { exit_code, .. } => {
+            eprintln!("task {id} succeeded on {} (exit {exit_code})", e.node)
+        }
+        EventStatus::Failed {
+            exit_code, reason, ..
+        } => eprintln!("task {id} failed on {} (exit {exit_code}): {reason}", e.node),
+        EventStatus::Expired { expires_at } => {
+            eprintln!("task {id} expired on {} (not started by {expires_at})", e.node)
+        }
+        EventStatus::Rejected { reason, .. } => {
+            eprintln!("task {id} rejected by {}: {reason}", e.node)
+        }
+    }
+}
