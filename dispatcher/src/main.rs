@@ -1,7 +1,7 @@
 //! `freezer-dispatcher`: turns job definitions into tasks on RabbitMQ and follows their results
 //! (DESIGN.md §1, §4, §5). The command line is in [`cli`]; the work is done by the
-//! `freezer_dispatcher` library. `serve` and `jobs` are wired by the service's own issue and
-//! still say so.
+//! `freezer_dispatcher` library. `serve` logs JSON lines at `info` (a service, DESIGN.md §6); the
+//! other commands log warnings for a human. `FREEZER_LOG` overrides the filter.
 
 mod cli;
 
@@ -11,12 +11,22 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors and 0 for --help/--version, as DESIGN.md §6 wants.
     let cli = cli::Cli::parse();
+    let service = matches!(cli.command, cli::Command::Serve);
+    let default = if service {
+        "info,lapin=warn"
+    } else {
+        "warn,lapin=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FREEZER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if service {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

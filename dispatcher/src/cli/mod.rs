@@ -2,6 +2,7 @@
 //! then `FREEZER_*` environment variables, then flags) and one module per group of commands.
 
 pub mod publish;
+pub mod serve;
 pub mod show;
 pub mod spec;
 
@@ -79,8 +80,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the job definitions and their last results.
-    Jobs,
+    /// List the job definitions, when they fire next and last fired, and broken job files
+    /// (exit 1 when a file is broken).
+    Jobs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show sessions and who has joined their barriers.
     Sessions {
         /// Print JSON.
@@ -93,20 +99,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-impl Command {
-    /// The subcommand's name as typed, for messages.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Serve => "serve",
-            Command::Publish(_) => "publish",
-            Command::Status { .. } => "status",
-            Command::Jobs => "jobs",
-            Command::Sessions { .. } => "sessions",
-            Command::Workers { .. } => "workers",
-        }
-    }
 }
 
 /// Why a command failed: the exit code follows (2 usage, 1 failure).
@@ -144,10 +136,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs a parsed command line; the exit code.
 pub async fn run(cli: Cli) -> Result<i32, Fail> {
     match &cli.command {
-        Command::Serve | Command::Jobs => Err(Fail::Failure(format!(
-            "freezer-dispatcher {}: not implemented yet",
-            cli.command.name()
-        ))),
+        Command::Serve => serve::serve(cli.global.settings()?).await,
+        Command::Jobs { json } => serve::jobs(&cli.global.settings()?, *json).await,
         Command::Publish(args) => publish::run(&cli.global.settings()?, args).await,
         Command::Status { id, json } => {
             show::status(&cli.global.settings()?, id.as_deref(), *json).await

@@ -1,0 +1,226 @@
+//! `freezer-dispatcher serve` as operators run it (issue #6): job files in a watched directory,
+//! schedules firing on time, edits and broken files picked up without a restart, and two
+//! dispatchers where only the leader schedules and the other takes over when it dies, without a
+//! run published twice. Real RabbitMQ, Redis and `freezer-worker run` processes.
+
+use freezer_contracts::{Event, EventStatus};
+use freezer_e2e::fleet::{Fleet, WorkerSpec, AMQP_URL};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `freezer-dispatcher serve`; killed when dropped.
+struct Dispatcher {
+    child: Child,
+    id: String,
+    log: PathBuf,
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dispatcher {
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Writes the configuration of dispatcher `id` (jobs in `jobs`, lease 2 s) and starts it.
+fn start_dispatcher(fleet: &Fleet, id: &str, jobs: &Path) -> Dispatcher {
+    let config = fleet.dir.join(format!("{id}.toml"));
+    let log = fleet.dir.join(format!("{id}.log"));
+    fs::write(
+        &config,
+        format!(
+            "[dispatcher]\nid = {id:?}\namqp_url = {AMQP_URL:?}\nredis_url = {redis:?}\n\
+             key_prefix = {prefix:?}\njobs_dir = {jobs:?}\nleader_lease_ms = 2000\n\
+             events_queue = {queue:?}\n",
+            redis = fleet.redis_url,
+            prefix = fleet.prefix,
+            jobs = jobs.display().to_string(),
+            queue = format!("test.dispatcher.{}", fleet.id),
+        ),
+    )
+    .unwrap();
+    let mut cmd = freezer_e2e::dispatcher();
+    cmd.arg("--config").arg(&config).arg("serve");
+    cmd.env("FREEZER_LOG", "info,lapin=warn");
+    cmd.stdout(Stdio::null());
+    cmd.stderr(fs::File::create(&log).unwrap());
+    Dispatcher {
+        child: cmd.spawn().expect("spawn freezer-dispatcher serve"),
+        id: id.into(),
+        log,
+    }
+}
+
+/// A job file with one job `id` on pool `pool` firing every `every` with a noop action.
+fn tick_job(id: &str, pool: &str, every: &str, sleep_ms: u64) -> String {
+    format!(
+        "[[job]]\nid = {id:?}\npool = {pool:?}\nschedule = {{ every = {every:?} }}\n\n\
+         [[job.action]]\nkind = \"noop\"\nsleep_ms = {sleep_ms}\n"
+    )
+}
+
+/// Started events of job `job`, by run id (fire time in unix seconds) -> how many tasks started.
+fn runs_of(events: &[Event], job: &str) -> BTreeMap<i64, usize> {
+    let mut runs = BTreeMap::new();
+    for e in events {
+        if e.job_id.as_deref() != Some(job) || !matches!(e.status, EventStatus::Started) {
+            continue;
+        }
+        let run = e.run_id.as_deref().unwrap_or_default();
+        let fire: i64 = run
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("run id <job>.<unix>");
+        *runs.entry(fire).or_default() += 1;
+    }
+    runs
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_fire_on_time_and_follow_edits_of_the_job_files() {
+    let fleet = Fleet::new().await;
+    let _w = fleet.start(&WorkerSpec::new("w", &["p"]));
+    let jobs = fleet.dir.join("jobs.d");
+    fs::create_dir_all(&jobs).unwrap();
+    let job = format!("tick-{}", fleet.id);
+    fs::write(
+        jobs.join("tick.toml"),
+        tick_job(&job, &fleet.name("p"), "2s", 0),
+    )
+    .unwrap();
+    let d = start_dispatcher(&fleet, "d1", &jobs);
+
+    // Every 2 s, aligned on the epoch: consecutive fire times 2 s apart, each run once.
+    wait_for("three runs", Duration::from_secs(30), || {
+        runs_of(&fleet.events(), &job).len() >= 3
+    });
+    let runs = runs_of(&fleet.events(), &job);
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "a run started twice: {runs:?}"
+    );
+    let fires: Vec<i64> = runs.keys().copied().collect();
+    assert!(fires.iter().all(|f| f % 2 == 0), "{fires:?}");
+    assert!(fires.windows(2).all(|w| w[1] - w[0] == 2), "{fires:?}");
+
+    // Edit: every 3 s. New runs follow the new rule without a restart.
+    fs::write(
+        jobs.join("tick.toml"),
+        tick_job(&job, &fleet.name("p"), "3s", 0),
+    )
+    .unwrap();
+    let edited = Instant::now();
+    // A broken file next to it is reported and does not stop the good one.
+    fs::write(
+        jobs.join("broken.toml"),
+        "[[job]]\nid = \"x\"\nschedule = { every = 5 }\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let runs = runs_of(&fleet.events(), &job);
+    let later: Vec<i64> = runs
+        .keys()
+        .copied()
+        .filter(|f| *f > fires.last().unwrap() + 3)
+        .collect();
+    assert!(
+        later.len() >= 2,
+        "no runs after the edit: {runs:?} (edited {edited:?})"
+    );
+    assert!(later.iter().all(|f| f % 3 == 0), "{later:?}");
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "a run started twice: {runs:?}"
+    );
+    assert!(
+        d.log_text().contains("broken.toml"),
+        "the broken file is not reported: {}",
+        d.log_text()
+    );
+    let out = freezer_e2e::dispatcher()
+        .arg("--config")
+        .arg(fleet.dir.join("d1.toml"))
+        .args(["jobs", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&job) && text.contains("broken.toml"),
+        "{text}"
+    );
+    drop(d);
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
+    let fleet = Fleet::new().await;
+    let _w = fleet.start(&WorkerSpec::new("w", &["p"]));
+    let jobs = fleet.dir.join("jobs.d");
+    fs::create_dir_all(&jobs).unwrap();
+    let job = format!("tick-{}", fleet.id);
+    fs::write(
+        jobs.join("tick.toml"),
+        tick_job(&job, &fleet.name("p"), "1s", 0),
+    )
+    .unwrap();
+    let mut ds: HashMap<String, Dispatcher> = ["d1", "d2"]
+        .iter()
+        .map(|id| (id.to_string(), start_dispatcher(&fleet, id, &jobs)))
+        .collect();
+    wait_for("runs", Duration::from_secs(30), || {
+        runs_of(&fleet.events(), &job).len() >= 3
+    });
+    let mut c = fleet.redis().await;
+    let leader: String = redis::cmd("GET")
+        .arg(format!("{}dispatcher:leader", fleet.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut dead = ds.remove(&leader).expect("the leader is one of ours");
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed_at = time::OffsetDateTime::now_utc().unix_timestamp();
+    drop(dead);
+    // The standby takes over within the lease (2 s) and goes on; let it run a while.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let runs = runs_of(&fleet.events(), &job);
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "a run started twice: {runs:?}"
+    );
+    let after: Vec<i64> = runs.keys().copied().filter(|f| *f > killed_at).collect();
+    assert!(after.len() >= 3, "the standby did not take over: {runs:?}");
+    let fires: Vec<i64> = runs.keys().copied().collect();
+    let gap = fires.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    eprintln!("failover: largest gap between runs {gap} s (lease 2 s)");
+    assert!(gap <= 5, "runs stopped for {gap} s: {fires:?}");
+    let standby = ds.values().next().unwrap();
+    let now_leader: String = redis::cmd("GET")
+        .arg(format!("{}dispatcher:leader", fleet.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(now_leader, standby.id);
+    drop(ds);
+    fleet.cleanup().await;
+}
