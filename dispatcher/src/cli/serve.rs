@@ -10,16 +10,10 @@ use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{self, DueRun, JobSet};
 use freezer_dispatcher::metrics::{self, Metrics};
-use freezer_dispatcher::{jobs_cmd, keys, leader, runs, scheduler};
+use freezer_dispatcher::{jobs_cmd, leader, runs, scheduler};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-
-/// How often `freezer_workers_alive` is refreshed from the workers' heartbeats.
-const WORKERS_EVERY: Duration = Duration::from_secs(5);
-
-/// A heartbeat younger than this counts as alive (the workers' default TTL: 3 x 5 s).
-const ALIVE_WINDOW_MS: u64 = 15_000;
 
 /// Runs the dispatcher service until SIGTERM or SIGINT; 0 after a clean stop.
 pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
@@ -86,12 +80,7 @@ pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
             }
         })
     };
-    let gauges = tokio::spawn(keep_gauges(
-        settings.clone(),
-        redis.clone(),
-        metrics.clone(),
-        job_sets,
-    ));
+    let gauges = tokio::spawn(keep_job_series(metrics.clone(), job_sets));
     let ctx = Arc::new(runs::Ctx::new((*settings).clone(), redis, metrics));
     tracing::info!(id = %settings.id, jobs_dir = %settings.jobs_dir.display(), "dispatcher started");
     let engine = tokio::spawn(runs::drive(ctx, engine_rx, is_leader, stopped()));
@@ -119,37 +108,16 @@ pub async fn jobs(settings: &DispatcherSection, json: bool) -> Result<i32, Fail>
     Ok(i32::from(broken))
 }
 
-/// Keeps the per-job series (at 0 for every loaded job) and `freezer_workers_alive` current.
-async fn keep_gauges(
-    settings: Arc<DispatcherSection>,
-    mut redis: redis::aio::ConnectionManager,
-    metrics: Metrics,
-    mut job_sets: watch::Receiver<Arc<JobSet>>,
-) {
-    let workers = keys::workers(&settings.key_prefix);
+/// Keeps a series at 0 for every loaded job (`freezer_job_runs_total`, ...), so a job that has
+/// not run yet is visible to alerts (the engine counts the live workers itself).
+async fn keep_job_series(metrics: Metrics, mut job_sets: watch::Receiver<Arc<JobSet>>) {
     loop {
         let set = job_sets.borrow_and_update().clone();
         for id in set.jobs.keys() {
             metrics.job(id);
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let alive: redis::RedisResult<i64> = redis::cmd("ZCOUNT")
-            .arg(&workers)
-            .arg(now_ms.saturating_sub(ALIVE_WINDOW_MS))
-            .arg("+inf")
-            .query_async(&mut redis)
-            .await;
-        match alive {
-            Ok(n) => {
-                metrics.workers_alive.set(n);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot count the live workers"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(WORKERS_EVERY) => {}
-            r = job_sets.changed() => if r.is_err() { return },
+        if job_sets.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -112,11 +112,15 @@ pub async fn drive(
     let mut census = tokio::time::interval(Duration::from_secs(5));
     loop {
         ctx.metrics.leader.set(0);
+        // A run sent right after the lead was won may arrive before the engine noticed the
+        // change: it is kept for the term that starts now, not dropped.
+        let mut early = Vec::new();
         while !*leader.borrow() {
             tokio::select! {
                 _ = &mut shutdown => return,
                 r = leader.changed(), if inputs.leader_open => inputs.leader_open = r.is_ok(),
                 d = due.recv(), if inputs.due_open => match d {
+                    Some(d) if *leader.borrow() => early.push(d),
                     Some(d) => tracing::warn!(run_id = %d.run_id, "not the leader: not starting a due run"),
                     None => inputs.due_open = false,
                 },
@@ -127,6 +131,7 @@ pub async fn drive(
         tracing::info!("leading: resuming runs in progress and starting due runs");
         if lead(
             &ctx,
+            early,
             &mut due,
             &mut leader,
             &mut shutdown,
@@ -151,6 +156,7 @@ struct Inputs {
 /// One term as leader; true when the engine is to stop.
 async fn lead(
     ctx: &Arc<Ctx>,
+    early: Vec<DueRun>,
     due: &mut mpsc::Receiver<DueRun>,
     leader: &mut watch::Receiver<bool>,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
@@ -175,6 +181,9 @@ async fn lead(
     for doc in resumed {
         tracing::info!(run_id = %doc.run_id, job_id = %doc.job_id, "resuming a run");
         spawn_run(ctx, &mut runs, doc);
+    }
+    for d in early {
+        start(ctx, &mut runs, d).await;
     }
     let stop = loop {
         tokio::select! {
