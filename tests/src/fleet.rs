@@ -86,7 +86,7 @@ pub struct WorkerSpec {
     pub metrics_addr: Option<String>,
     /// Shutdown grace period.
     pub grace_seconds: u64,
-    /// Extra TOML appended to the configuration.
+    /// Extra TOML appended to the `[daemon]` section (a `[table]` header may follow).
     pub extra: String,
 }
 

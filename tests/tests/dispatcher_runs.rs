@@ -710,3 +710,106 @@ async fn a_task_the_workers_would_reject_is_neither_published_nor_retried() {
     engine.stop().await;
     cleanup(&fleet, &[]).await;
 }
+
+/// Writes `round` into `src` and backs it up on nodes r1 and r2 (each its own series: their
+/// hostnames differ); the backup id of each, by node.
+async fn member_backups(
+    fleet: &Fleet,
+    src: &std::path::Path,
+    round: &str,
+) -> std::collections::HashMap<String, String> {
+    std::fs::write(src.join("data"), round).unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for n in ["r1", "r2"] {
+        let spec: BackupSpec = serde_json::from_value(json!({
+            "path_to_backup": src, "backup_name": "db",
+            "container": fleet.store(), "storage": ["local1"],
+        }))
+        .unwrap();
+        let t = freezer_e2e::fleet::task(TaskSpec::Backup(spec));
+        fleet.publish(&fleet.node_queue(n), &t).await;
+        let e = fleet.wait_final(&t.task_id).await;
+        let EventStatus::Succeeded { result, .. } = &e.status else {
+            panic!("backup failed: {e:?}");
+        };
+        ids.insert(
+            e.node.clone(),
+            result["backup_id"].as_str().unwrap().to_string(),
+        );
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_session_brings_every_member_back_to_the_same_point() {
+    let fleet = Fleet::new().await;
+    let nodes: Vec<String> = ["r1", "r2"].iter().map(|n| fleet.name(n)).collect();
+    let _workers: Vec<_> = ["r1", "r2"]
+        .iter()
+        .map(|n| {
+            let mut spec = WorkerSpec::new(n, &[]);
+            spec.extra = format!("hostname = {:?}\n", fleet.name(n));
+            fleet.start(&spec)
+        })
+        .collect();
+    let src = fleet.dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Each member backs up twice; the session runs at a fire time between the two.
+    let first = member_backups(&fleet, &src, "one").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let between = freezer_dispatcher::now();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = member_backups(&fleet, &src, "two").await;
+    assert_ne!(first, second);
+
+    let engine = Engine::start(&fleet);
+    let restore: RestoreSpec = serde_json::from_value(json!({
+        "backup_name": "db", "container": fleet.store(), "storage": ["local1"],
+        "restore_abs_path": fleet.dir.join("restored"), "dry_run": true,
+    }))
+    .unwrap();
+    let j = job(
+        "restore",
+        Target::Session(SessionDef {
+            nodes: nodes.clone(),
+            hold_off: Duration::from_secs(20),
+            policy: SessionPolicy::Abort,
+        }),
+        vec![action(TaskSpec::Restore(restore), false, 0)],
+        Duration::from_secs(60),
+    );
+    let run_id = format!("restore.{}", fleet.id);
+    engine
+        .send(DueRun {
+            job: j,
+            fire_time: between,
+            run_id: run_id.clone(),
+        })
+        .await;
+    let run = wait_runs(&fleet, "restore", 1).await;
+    assert_eq!(run["result"], "succeeded", "{run}");
+    // Without a restore_from_date, every member went back to the run's fire time: its first
+    // backup, although a newer one exists.
+    let restored: Vec<(String, String)> = fleet
+        .events()
+        .into_iter()
+        .filter(|e| e.run_id.as_deref() == Some(run_id.as_str()))
+        .filter_map(|e| match &e.status {
+            EventStatus::Succeeded { result, .. } => Some((
+                e.node.clone(),
+                result["backup_id"].as_str().unwrap_or_default().to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restored.len(), 2, "{restored:?}");
+    for (node, id) in &restored {
+        assert_eq!(
+            Some(id),
+            first.get(node),
+            "{node} restored {id}: {first:?} {second:?}"
+        );
+    }
+    engine.stop().await;
+    cleanup(&fleet, &[]).await;
+}

@@ -113,6 +113,10 @@ pub struct DaemonSection {
     /// milliseconds; 0 turns progress events off.
     #[serde(default = "default_progress_ms")]
     pub progress_interval_ms: u64,
+    /// The host part of storage keys (`<hostname>_<backup_name>`) for tasks that do not name one;
+    /// default: the machine's host name (set it where that is not stable, e.g. in containers).
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 fn default_amqp_url() -> String {

@@ -115,7 +115,7 @@ async fn run(
         }
         TaskSpec::Backup(s) => {
             refuse_hooks(&s.hooks)?;
-            let host = crate::cli::hostname(s.hostname.clone());
+            let host = host(shared, s.hostname.clone());
             crate::cli::check_name("hostname", &host)?;
             crate::cli::check_name("backup_name", &s.backup_name)?;
             let codec = codec(s.compression.unwrap_or_default());
@@ -181,7 +181,7 @@ async fn run(
                 storage: open(config, &s.storage, &s.container, &transfer)?,
                 queue_size: transfer.queue_size,
                 backup_name: s.backup_name.clone(),
-                hostname: crate::cli::hostname(s.hostname.clone()),
+                hostname: host(shared, s.hostname.clone()),
                 target: s.restore_abs_path.clone(),
                 date: date(s.restore_from_date.as_deref())?,
                 overwrite: s.overwrite,
@@ -198,7 +198,7 @@ async fn run(
             let transfer = transfer(config, None, None, None)?;
             let storage = open(config, &s.storage, &s.container, &transfer)?;
             let host = match (&s.backup_name, s.hostname.clone()) {
-                (Some(_), h) => Some(crate::cli::hostname(h)),
+                (Some(_), h) => Some(host(shared, h)),
                 (None, h) => h,
             };
             // Prune of one name takes its lock (fails fast as `locked` while a backup of it
@@ -245,7 +245,7 @@ async fn run(
             let opts = VerifyOptions {
                 storage: open(config, &s.storage, &s.container, &transfer)?,
                 queue_size: transfer.queue_size,
-                hostname: crate::cli::hostname(s.hostname.clone()),
+                hostname: host(shared, s.hostname.clone()),
                 backup_name: s.backup_name.clone(),
                 date: date(s.restore_from_date.as_deref())?,
                 pass: key(config, s.encrypt_key.as_deref())?,
@@ -273,6 +273,12 @@ async fn run(
             Ok(succeeded(to_json(&rows), 0, 0, 0))
         }
     }
+}
+
+/// The host part of storage keys: the task's `hostname`, else the worker's `[daemon] hostname`,
+/// else this machine's host name.
+fn host(shared: &Shared, given: Option<String>) -> String {
+    crate::cli::hostname(given.or_else(|| shared.daemon.hostname.clone()))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {

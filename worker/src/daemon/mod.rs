@@ -46,6 +46,7 @@
 //! key_prefix = "freezer:"
 //! delivery_limit = 5
 //! progress_interval_ms = 10000
+//! hostname = "web1"             # host part of storage keys (default: the machine's)
 //! ```
 
 pub mod amqp;
@@ -129,6 +130,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     check_ident("daemon.node", &daemon.node).map_err(|e| Error::usage(e.to_string()))?;
     for p in &daemon.pools {
         check_ident("daemon.pools", p).map_err(|e| Error::usage(e.to_string()))?;
+    }
+    if let Some(h) = &daemon.hostname {
+        crate::cli::check_name("daemon.hostname", h)?;
     }
     let mut queues = vec![node_queue(&daemon.node)];
     queues.extend(daemon.pools.iter().map(|p| pool_queue(p)));
