@@ -15,6 +15,9 @@
 //!   `run_id`, `kind`, `attempt`, `published_at`, TTL until the task's `expires_at` + 1 day; the
 //!   worker then sets `running`/final states, `node`, `event`.
 //!
+//! - `dispatcher:requests` (list): runs of jobs asked for by `publish --job` (JSON `{"job_id",
+//!   "run_id"}`), pushed by the command and taken by the leader's `serve`.
+//!
 //! Read only: `task:<id>:lease` (a live worker holds the task), `worker:<node>` and `workers`
 //! (heartbeats), `sessions` and `session:<id>:<tag>` (barriers, written by the workers).
 
@@ -31,6 +34,11 @@ pub const HISTORY_TTL: Duration = Duration::from_secs(90 * 86_400);
 /// `<prefix>run:<run id>`.
 pub fn run(prefix: &str, run_id: &str) -> String {
     format!("{prefix}run:{run_id}")
+}
+
+/// `<prefix>dispatcher:requests`.
+pub fn requests(prefix: &str) -> String {
+    format!("{prefix}dispatcher:requests")
 }
 
 /// `<prefix>runs:active`.

@@ -224,3 +224,80 @@ async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
     drop(ds);
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_job_runs_with_retries_skips_and_mandatory_actions() {
+    let fleet = Fleet::new().await;
+    let _w = fleet.start(&WorkerSpec::new("w", &[]));
+    let jobs = fleet.dir.join("jobs.d");
+    fs::create_dir_all(&jobs).unwrap();
+    let job = format!("ondemand-{}", fleet.id);
+    let missing = fleet.dir.join("no-such-dir");
+    fs::write(
+        jobs.join("ondemand.toml"),
+        format!(
+            "[[job]]\nid = {job:?}\nnode = {node:?}\n\n\
+             [[job.action]]\nkind = \"backup\"\npath_to_backup = {missing:?}\nbackup_name = \"m\"\n\
+             storage = [\"local1\"]\nmax_retries = 1\nretry_interval = \"1s\"\n\n\
+             [[job.action]]\nkind = \"noop\"\n\n\
+             [[job.action]]\nkind = \"noop\"\nmandatory = true\n",
+            node = fleet.name("w"),
+            missing = missing.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let _d = start_dispatcher(&fleet, "d1", &jobs);
+    let config = fleet.dir.join("d1.toml");
+    let cli = |args: &[&str]| {
+        let out = freezer_e2e::dispatcher()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // An unknown job is a usage error.
+    let (code, _, err) = cli(&["publish", "--job", "nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    // The run: the backup fails twice (one retry), the plain noop is skipped, the mandatory one
+    // runs; the run fails.
+    let (code, out, err) = cli(&["publish", "--job", &job, "--wait", "--timeout", "90s"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let run_id = out.lines().next().unwrap().trim().to_string();
+    assert!(run_id.starts_with(&format!("{job}.manual.")), "{out}");
+    let (code, out, err) = cli(&["status", &run_id, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "failed", "{v}");
+    let actions = v["run"]["actions"].as_array().unwrap();
+    let states: Vec<&str> = actions
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["failed", "skipped", "succeeded"], "{v}");
+    assert_eq!(actions[0]["attempts"], 2, "{v}");
+    // The same from the events: two backup attempts, one noop.
+    let events = fleet.events();
+    let of_run: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.run_id.as_deref() == Some(run_id.as_str()))
+        .collect();
+    let failed_backups = of_run
+        .iter()
+        .filter(|e| matches!(e.status, EventStatus::Failed { exit_code: 10, .. }))
+        .count();
+    let noops = of_run
+        .iter()
+        .filter(|e| matches!(e.status, EventStatus::Succeeded { .. }))
+        .count();
+    assert_eq!((failed_backups, noops), (2, 1), "{of_run:?}");
+    // The job's history has the run.
+    let (_, out, _) = cli(&["status", &job, "--json"]);
+    assert!(out.contains(&run_id), "{out}");
+    fleet.cleanup().await;
+}

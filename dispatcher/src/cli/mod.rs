@@ -1,6 +1,7 @@
 //! The command line of `freezer-dispatcher` (DESIGN.md §6): global options (configuration file,
 //! then `FREEZER_*` environment variables, then flags) and one module per group of commands.
 
+pub mod job_run;
 pub mod publish;
 pub mod serve;
 pub mod show;

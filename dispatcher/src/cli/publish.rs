@@ -1,5 +1,6 @@
 //! `freezer-dispatcher publish KIND --node N | --pool P [options] [--wait]`: one task now,
-//! published with a confirm. With `--wait` the events are subscribed to before publishing (an
+//! published with a confirm. `publish --job ID [--wait]` asks the leading dispatcher for one run
+//! of a job of its job files now ([`super::job_run`]). With `--wait` the events are subscribed to before publishing (an
 //! exclusive queue bound to `task.<kind>.*`), progress goes to stderr, and the exit code is the
 //! task's: its own on success or failure, 1 when it expired or was rejected or the wait timed
 //! out, 130 on Ctrl-C.
@@ -17,11 +18,15 @@ use std::time::Duration;
 
 /// `publish` options.
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["node", "pool"])))]
+#[command(group(clap::ArgGroup::new("target").args(["node", "pool"])))]
 pub struct PublishArgs {
     /// What to run.
-    #[arg(value_enum)]
-    pub kind: Kind,
+    #[arg(value_enum, required_unless_present = "job")]
+    pub kind: Option<Kind>,
+    /// Instead of one task: one run of this job of the job files, now, by the leading
+    /// dispatcher (with its actions, retries and session).
+    #[arg(long, conflicts_with_all = ["kind", "node", "pool"])]
+    pub job: Option<String>,
     /// Run on this node (its queue `freezer.node.<node>`).
     #[arg(long)]
     pub node: Option<String>,
@@ -51,7 +56,14 @@ pub struct PublishArgs {
 
 /// Runs `publish`; the exit code.
 pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fail> {
-    let spec = args.spec.to_spec(args.kind).map_err(Fail::Usage)?;
+    let kind = match (&args.job, args.kind) {
+        (Some(job), _) => {
+            return super::job_run::run(cfg, job, args.wait, args.timeout, args.json).await
+        }
+        (None, Some(kind)) => kind,
+        (None, None) => return Err(Fail::Usage("publish needs a KIND or --job".into())),
+    };
+    let spec = args.spec.to_spec(kind).map_err(Fail::Usage)?;
     let queue = match (&args.node, &args.pool) {
         (Some(n), _) => {
             freezer_contracts::check_ident("--node", n).map_err(|e| Fail::Usage(e.to_string()))?;

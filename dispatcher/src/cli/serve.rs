@@ -2,7 +2,8 @@
 //!
 //! `serve` = the jobs directory watcher ([`jobs::dir::watch_dir`]) + the leader election
 //! ([`leader::spawn`]) + the scheduler ([`scheduler::run`], which sends each due run once across
-//! all dispatchers) + the run engine ([`runs::drive`]) + `/metrics`. It runs until SIGTERM or
+//! all dispatchers) + the requests of `publish --job` ([`super::job_run::take_requests`]) + the
+//! run engine ([`runs::drive`]) + `/metrics`. It runs until SIGTERM or
 //! SIGINT; then the leader lease is released so a standby takes over at once, and the runs in
 //! progress stay in Redis for the next leader to resume.
 
@@ -67,6 +68,14 @@ pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
         stats,
         stopped(),
     ));
+    // Runs asked for by `publish --job`, taken while leading.
+    let requests = tokio::spawn(super::job_run::take_requests(
+        settings.clone(),
+        redis.clone(),
+        job_sets.clone(),
+        is_leader.clone(),
+        engine_tx.clone(),
+    ));
     // Between the scheduler and the engine: the schedule lag of each run.
     let lag = {
         let metrics = metrics.clone();
@@ -91,7 +100,7 @@ pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
     let _ = tokio::time::timeout(Duration::from_secs(10), engine).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), scheduler).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), elector).await;
-    for task in [lag, gauges, watcher] {
+    for task in [requests, lag, gauges, watcher] {
         task.abort();
     }
     if let Some(server) = metrics_server {
