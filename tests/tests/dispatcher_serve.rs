@@ -33,6 +33,11 @@ impl Dispatcher {
 
 /// Writes the configuration of dispatcher `id` (jobs in `jobs`, lease 2 s) and starts it.
 fn start_dispatcher(fleet: &Fleet, id: &str, jobs: &Path) -> Dispatcher {
+    start_dispatcher_with(fleet, id, jobs, "")
+}
+
+/// Same, with `extra` lines in its `[dispatcher]` section.
+fn start_dispatcher_with(fleet: &Fleet, id: &str, jobs: &Path, extra: &str) -> Dispatcher {
     let config = fleet.dir.join(format!("{id}.toml"));
     let log = fleet.dir.join(format!("{id}.log"));
     fs::write(
@@ -40,7 +45,7 @@ fn start_dispatcher(fleet: &Fleet, id: &str, jobs: &Path) -> Dispatcher {
         format!(
             "[dispatcher]\nid = {id:?}\namqp_url = {AMQP_URL:?}\nredis_url = {redis:?}\n\
              key_prefix = {prefix:?}\njobs_dir = {jobs:?}\nleader_lease_ms = 2000\n\
-             events_queue = {queue:?}\n",
+             events_queue = {queue:?}\n{extra}",
             redis = fleet.redis_url,
             prefix = fleet.prefix,
             jobs = jobs.display().to_string(),
@@ -87,6 +92,17 @@ fn runs_of(events: &[Event], job: &str) -> BTreeMap<i64, usize> {
     runs
 }
 
+/// `GET /metrics` of a dispatcher.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
     while !cond() {
@@ -107,7 +123,17 @@ async fn schedules_fire_on_time_and_follow_edits_of_the_job_files() {
         tick_job(&job, &fleet.name("p"), "2s", 0),
     )
     .unwrap();
-    let d = start_dispatcher(&fleet, "d1", &jobs);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = start_dispatcher_with(
+        &fleet,
+        "d1",
+        &jobs,
+        &format!("metrics_addr = \"127.0.0.1:{port}\"\n"),
+    );
 
     // Every 2 s, aligned on the epoch: consecutive fire times 2 s apart, each run once.
     wait_for("three runs", Duration::from_secs(30), || {
@@ -120,6 +146,34 @@ async fn schedules_fire_on_time_and_follow_edits_of_the_job_files() {
     );
     let fires: Vec<i64> = runs.keys().copied().collect();
     assert!(fires.iter().all(|f| f % 2 == 0), "{fires:?}");
+
+    // Its metrics: leading, noop tasks published, the job's runs and last success, lag.
+    let metrics = scrape(port);
+    let value = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} in:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("freezer_dispatcher_leader "), 1.0);
+    assert!(value("freezer_dispatcher_tasks_published_total{kind=\"noop\"}") >= 2.0);
+    assert!(
+        value(&format!(
+            "freezer_job_runs_total{{job_id=\"{job}\",result=\"succeeded\"}}"
+        )) >= 1.0
+    );
+    assert!(
+        value(&format!(
+            "freezer_job_last_success_timestamp_seconds{{job_id=\"{job}\"}}"
+        )) > 1.7e9
+    );
+    assert!(value("freezer_dispatcher_schedule_lag_seconds_count") >= 2.0);
+    assert!(metrics.contains("freezer_workers_alive"), "{metrics}");
     assert!(fires.windows(2).all(|w| w[1] - w[0] == 2), "{fires:?}");
 
     // Edit: every 3 s. New runs follow the new rule without a restart.
