@@ -355,3 +355,60 @@ async fn an_on_demand_job_runs_with_retries_skips_and_mandatory_actions() {
     assert!(out.contains(&run_id), "{out}");
     fleet.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_job_starts_its_five_members_together() {
+    let fleet = Fleet::new().await;
+    let names = ["s1", "s2", "s3", "s4", "s5"];
+    let _workers: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let mut spec = WorkerSpec::new(n, &[]);
+            spec.concurrency = 1;
+            fleet.start(&spec)
+        })
+        .collect();
+    let jobs = fleet.dir.join("jobs.d");
+    fs::create_dir_all(&jobs).unwrap();
+    let job = format!("together-{}", fleet.id);
+    let nodes: Vec<String> = names
+        .iter()
+        .map(|n| format!("{:?}", fleet.name(n)))
+        .collect();
+    fs::write(
+        jobs.join("session.toml"),
+        format!(
+            "[[job]]\nid = {job:?}\n\n[job.session]\nnodes = [{}]\nhold_off = \"30s\"\n\
+             policy = \"all-or-nothing\"\n\n[[job.action]]\nkind = \"noop\"\nsleep_ms = 200\n",
+            nodes.join(", ")
+        ),
+    )
+    .unwrap();
+    let _d = start_dispatcher(&fleet, "d1", &jobs);
+    let out = freezer_e2e::dispatcher()
+        .arg("--config")
+        .arg(fleet.dir.join("d1.toml"))
+        .args(["publish", "--job", &job, "--wait", "--timeout", "90s"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_id = text.lines().next().unwrap().trim().to_string();
+    let starts: Vec<i128> = fleet
+        .events()
+        .iter()
+        .filter(|e| e.run_id.as_deref() == Some(run_id.as_str()))
+        .filter(|e| matches!(e.status, EventStatus::Started))
+        .map(|e| e.at.as_offset_date_time().unix_timestamp_nanos())
+        .collect();
+    assert_eq!(starts.len(), 5, "{starts:?}");
+    let spread_ms = (starts.iter().max().unwrap() - starts.iter().min().unwrap()) as f64 / 1e6;
+    eprintln!("session of 5 members through the dispatcher: start spread {spread_ms:.1} ms");
+    assert!(spread_ms < 100.0, "members started {spread_ms} ms apart");
+    fleet.cleanup().await;
+}
