@@ -8,6 +8,7 @@
 
 use freezer_contracts::{SessionPolicy, UtcTime};
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -23,24 +24,50 @@ pub const REDIS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3
 pub async fn jobs_command(cfg: &DispatcherSection, json: bool) -> (String, bool) {
     let set = load_dir(&cfg.jobs_dir, None);
     let ids: Vec<&str> = set.jobs.keys().map(String::as_str).collect();
-    let last = tokio::time::timeout(REDIS_PATIENCE, async {
+    let known = tokio::time::timeout(REDIS_PATIENCE, async {
         let client = redis::Client::open(cfg.redis_url.as_str()).ok()?;
         let mut redis = client.get_multiplexed_async_connection().await.ok()?;
-        crate::scheduler::read_last_fired(&mut redis, &cfg.key_prefix, &ids)
+        let fired = crate::scheduler::read_last_fired(&mut redis, &cfg.key_prefix, &ids)
             .await
-            .ok()
+            .ok()?;
+        let mut results = HashMap::new();
+        for id in &ids {
+            let newest: Option<String> = redis::cmd("LINDEX")
+                .arg(crate::keys::history(&cfg.key_prefix, id))
+                .arg(0)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            if let Some(run) = newest.and_then(|r| serde_json::from_str::<Value>(&r).ok()) {
+                results.insert(id.to_string(), last_result(&run));
+            }
+        }
+        Some((fired, results))
     })
     .await
     .ok()
-    .flatten()
-    .unwrap_or_default();
-    let now = crate::scheduler::now();
+    .flatten();
+    let (last, results) = known.unwrap_or_default();
+    let mut r = report(&set, &last, crate::scheduler::now());
+    for row in &mut r.jobs {
+        row.last_result = results.get(&row.id).cloned();
+    }
     let text = if json {
-        render_jobs_json(&set, &last, now)
+        // A report of strings, times and paths always serializes.
+        serde_json::to_string_pretty(&r).unwrap_or_default()
     } else {
-        render_jobs(&set, &last, now)
+        render_report(&r)
     };
     (text, !set.errors.is_empty())
+}
+
+/// `succeeded at 2026-11-25T02:30:04Z` from a run summary of a job's history.
+fn last_result(run: &Value) -> String {
+    let result = run["result"].as_str().unwrap_or("?");
+    match run["ended_at"].as_str() {
+        Some(at) => format!("{result} at {at}"),
+        None => result.to_string(),
+    }
 }
 
 /// What `jobs --json` prints.
@@ -71,6 +98,9 @@ pub struct JobRow {
     pub missed: Option<UtcTime>,
     /// The file it is defined in.
     pub file: PathBuf,
+    /// The result of its newest finished run (`succeeded at ...`), from its history in Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
 }
 
 /// Builds the report; `last_fired` may be empty when Redis is not reachable.
@@ -94,6 +124,7 @@ pub fn report(set: &JobSet, last_fired: &HashMap<String, UtcTime>, now: UtcTime)
                 last_fired: last,
                 missed: schedule.and_then(|s| s.missed(last, now)),
                 file: job.file.clone(),
+                last_result: None,
             }
         })
         .collect();
@@ -105,33 +136,42 @@ pub fn report(set: &JobSet, last_fired: &HashMap<String, UtcTime>, now: UtcTime)
 
 /// The human-readable form: a table of jobs, then the broken files.
 pub fn render_jobs(set: &JobSet, last_fired: &HashMap<String, UtcTime>, now: UtcTime) -> String {
-    let r = report(set, last_fired, now);
+    render_report(&report(set, last_fired, now))
+}
+
+/// The human-readable form of a report (with its last results, when known).
+pub fn render_report(r: &JobsReport) -> String {
     let opt = |t: Option<UtcTime>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
-    let mut rows = vec![[
-        "ID".to_string(),
-        "TARGET".into(),
-        "ACTIONS".into(),
-        "SCHEDULE".into(),
-        "NEXT".into(),
-        "LAST".into(),
-        "FILE".into(),
-    ]];
+    let with_results = r.jobs.iter().any(|j| j.last_result.is_some());
+    let mut header: Vec<String> = ["ID", "TARGET", "ACTIONS", "SCHEDULE", "NEXT", "LAST"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    if with_results {
+        header.push("RESULT".into());
+    }
+    header.push("FILE".into());
+    let mut rows = vec![header];
     for j in &r.jobs {
         let next = match j.missed {
             Some(m) => format!("missed {m}"),
             None => opt(j.next_fire),
         };
-        rows.push([
+        let mut row = vec![
             j.id.clone(),
             j.target.clone(),
             j.actions.join(","),
             j.schedule.clone().unwrap_or_else(|| "on demand".into()),
             next,
             opt(j.last_fired),
-            j.file.display().to_string(),
-        ]);
+        ];
+        if with_results {
+            row.push(j.last_result.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(j.file.display().to_string());
+        rows.push(row);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = vec![0usize; rows[0].len()];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -144,8 +184,8 @@ pub fn render_jobs(set: &JobSet, last_fired: &HashMap<String, UtcTime>, now: Utc
         for row in &rows {
             let line: Vec<String> = row
                 .iter()
-                .zip(widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
+                .zip(&widths)
+                .map(|(cell, &w)| format!("{cell:<w$}"))
                 .collect();
             out.push_str(line.join("  ").trim_end());
             out.push('\n');

@@ -353,6 +353,18 @@ async fn an_on_demand_job_runs_with_retries_skips_and_mandatory_actions() {
     // The job's history has the run.
     let (_, out, _) = cli(&["status", &job, "--json"]);
     assert!(out.contains(&run_id), "{out}");
+    // `jobs` lists it on demand, with its last result.
+    let (code, out, err) = cli(&["jobs", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &v["jobs"][0];
+    assert_eq!(row["id"], job.as_str(), "{v}");
+    assert!(
+        row["last_result"].as_str().unwrap().starts_with("failed"),
+        "{v}"
+    );
+    let (_, out, _) = cli(&["jobs"]);
+    assert!(out.contains("RESULT") && out.contains("on demand"), "{out}");
     fleet.cleanup().await;
 }
 

@@ -28,7 +28,7 @@ pub struct PublishArgs {
     #[arg(long, conflicts_with_all = ["kind", "node", "pool"])]
     pub job: Option<String>,
     /// Run on this node (its queue `freezer.node.<node>`).
-    #[arg(long)]
+    #[arg(long, required_unless_present_any = ["pool", "job"])]
     pub node: Option<String>,
     /// Run on any worker of this pool (`freezer.pool.<pool>`).
     #[arg(long)]
