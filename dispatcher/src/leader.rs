@@ -22,6 +22,7 @@
 //! The scheduler is not the only guard: each run is claimed with a compare-and-set in Redis
 //! ([`crate::scheduler`]), so even a leader acting on a stale flag cannot publish a run twice.
 
+use freezer_worker::daemon::state::COMPARE_AND_DELETE;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::future::Future;
@@ -34,11 +35,6 @@ const RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
 
@@ -191,7 +187,7 @@ impl Elector {
     async fn release(&self) {
         let r = timeout(
             self.lease,
-            Script::new(RELEASE)
+            Script::new(COMPARE_AND_DELETE)
                 .key(&self.key)
                 .arg(&self.id)
                 .invoke_async::<i64>(&mut self.redis.clone()),

@@ -75,6 +75,20 @@ impl Engine {
     }
 }
 
+/// `freezer-dispatcher` talking to the test's broker and Redis under the fleet's key prefix.
+fn dispatcher_for(prefix: &str) -> std::process::Command {
+    let mut cmd = freezer_e2e::dispatcher();
+    cmd.args([
+        "--redis-url",
+        REDIS_URL,
+        "--amqp-url",
+        AMQP_URL,
+        "--key-prefix",
+        prefix,
+    ]);
+    cmd
+}
+
 fn events_queue(fleet: &Fleet) -> String {
     format!("test.dispatcher.{}", fleet.id)
 }
@@ -470,15 +484,7 @@ async fn a_new_engine_takes_over_a_run_in_progress_and_completes_it_once() {
 }
 
 fn cli(fleet: &Fleet, args: &[&str]) -> freezer_e2e::Out {
-    let mut cmd = freezer_e2e::dispatcher();
-    cmd.args([
-        "--redis-url",
-        REDIS_URL,
-        "--amqp-url",
-        AMQP_URL,
-        "--key-prefix",
-        fleet.prefix.as_str(),
-    ]);
+    let mut cmd = dispatcher_for(&fleet.prefix);
     cmd.args(args);
     freezer_e2e::run_command(&mut cmd, Duration::from_secs(180))
 }
@@ -493,15 +499,7 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
     let out = tokio::task::spawn_blocking({
         let (prefix, node) = (fleet.prefix.clone(), node.clone());
         move || {
-            let mut cmd = freezer_e2e::dispatcher();
-            cmd.args([
-                "--redis-url",
-                REDIS_URL,
-                "--amqp-url",
-                AMQP_URL,
-                "--key-prefix",
-                &prefix,
-            ]);
+            let mut cmd = dispatcher_for(&prefix);
             cmd.args([
                 "publish",
                 "noop",
@@ -532,15 +530,7 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
     let out = tokio::task::spawn_blocking({
         let (prefix, pool) = (fleet.prefix.clone(), pool.clone());
         move || {
-            let mut cmd = freezer_e2e::dispatcher();
-            cmd.args([
-                "--redis-url",
-                REDIS_URL,
-                "--amqp-url",
-                AMQP_URL,
-                "--key-prefix",
-                &prefix,
-            ]);
+            let mut cmd = dispatcher_for(&prefix);
             cmd.args([
                 "publish",
                 "backup",
@@ -576,15 +566,7 @@ async fn publish_wait_exits_with_the_task_exit_code_and_workers_lists_the_fleet(
 
     // Ctrl-C while waiting: exit 130, the task goes on.
     let err_log = fleet.dir.join("wait.stderr");
-    let mut cmd = freezer_e2e::dispatcher();
-    cmd.args([
-        "--redis-url",
-        REDIS_URL,
-        "--amqp-url",
-        AMQP_URL,
-        "--key-prefix",
-        &fleet.prefix,
-    ]);
+    let mut cmd = dispatcher_for(&fleet.prefix);
     cmd.args([
         "publish",
         "noop",

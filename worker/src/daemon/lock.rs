@@ -14,6 +14,7 @@
 //! with error class `locked` (exit code 11), which the dispatcher retries later; so a prune never
 //! runs while a backup of the same name writes, and it does not hold a slot waiting for one.
 
+use super::state::COMPARE_AND_DELETE;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
@@ -35,11 +36,6 @@ const CHECK: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'lost' end
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 'fenced' end
 return 'ok'
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 "#;
 
 /// One held lock.
@@ -118,7 +114,7 @@ impl LockSet {
             let fence = match fence {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = Script::new(RELEASE)
+                    let _ = Script::new(COMPARE_AND_DELETE)
                         .key(&key)
                         .arg(&token)
                         .invoke_async::<i64>(&mut c)
@@ -192,7 +188,7 @@ impl LockSet {
     pub async fn release(&self) {
         let mut c = self.conn.clone();
         for h in &self.held {
-            let _ = Script::new(RELEASE)
+            let _ = Script::new(COMPARE_AND_DELETE)
                 .key(&h.key)
                 .arg(&h.token)
                 .invoke_async::<i64>(&mut c)

@@ -90,7 +90,9 @@ end
 return 0
 "#;
 
-const RELEASE: &str = r#"
+/// Deletes `KEYS[1]` only while it still holds `ARGV[1]` (a lease, lock or leadership token):
+/// a holder never deletes what another one has taken since. Returns 1 when deleted.
+pub const COMPARE_AND_DELETE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
@@ -248,7 +250,7 @@ impl TaskStore {
     /// Gives a task up without finishing it (shutdown): its lease goes, so it can be claimed
     /// again at once by whoever receives it next.
     pub async fn release(&self, lease: &Lease) -> redis::RedisResult<()> {
-        Script::new(RELEASE)
+        Script::new(COMPARE_AND_DELETE)
             .key(self.lease_key(&lease.task_id))
             .arg(&lease.value)
             .invoke_async::<i64>(&mut self.conn.clone())
