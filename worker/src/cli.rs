@@ -177,41 +177,10 @@ struct Opened {
 impl Location {
     /// Opens the storage: flags over the environment over the configuration.
     fn open(&self, config: &WorkerConfig) -> Result<Opened> {
-        use crate::storage::{
-            RetryPolicy, StorageRequest, Transfer, DEFAULT_DOWNLOAD_QUEUE_SIZE, DEFAULT_QUEUE_SIZE,
-        };
-        use std::time::Duration;
-        let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
-            v.as_deref()
-                .map(|s| {
-                    parse_rate(s)
-                        .map_err(|e| Error::usage(format!("configuration [transfer] {what}: {e}")))
-                })
-                .transpose()
-        };
+        use crate::storage::{StorageRequest, Transfer, DEFAULT_DOWNLOAD_QUEUE_SIZE};
         let t = &config.transfer;
         let queue = self.queue_size.map(|q| q as usize).or(t.queue_size);
-        let defaults = RetryPolicy::default();
-        let transfer = Transfer {
-            retry: RetryPolicy {
-                max_attempts: t.retry_attempts.unwrap_or(defaults.max_attempts).max(1),
-                initial_delay: t
-                    .retry_initial_delay_ms
-                    .map_or(defaults.initial_delay, Duration::from_millis),
-                max_delay: t
-                    .retry_max_delay_ms
-                    .map_or(defaults.max_delay, Duration::from_millis),
-            },
-            queue_size: queue.unwrap_or(DEFAULT_QUEUE_SIZE).max(1),
-            upload_limit: match self.upload_limit {
-                Some(l) => Some(l),
-                None => from_config(&t.upload_limit, "upload_limit")?,
-            },
-            download_limit: match self.download_limit {
-                Some(l) => Some(l),
-                None => from_config(&t.download_limit, "download_limit")?,
-            },
-        };
+        let transfer = Transfer::merge(t, queue, self.upload_limit, self.download_limit)?;
         let request = StorageRequest {
             names: self.storage.clone(),
             container: self.container.clone(),

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::levels::LevelPolicy;
 use crate::progress::Counters;
 use crate::retention::KeepPolicy;
-use crate::storage::{RetryPolicy, Storage, StorageRequest, Transfer, DEFAULT_QUEUE_SIZE};
+use crate::storage::{Storage, StorageRequest, Transfer};
 use crate::timestamp::Timestamp;
 use freezer_contracts::{ByteSize, ErrorClass, EventStatus, TaskSpec};
 use serde_json::json;
@@ -331,40 +331,12 @@ fn transfer(
     upload: Option<ByteSize>,
     download: Option<ByteSize>,
 ) -> Result<Transfer> {
-    let t = &config.transfer;
-    let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
-        v.as_deref()
-            .map(|s| {
-                crate::storage::parse_rate(s)
-                    .map_err(|e| Error::usage(format!("configuration [transfer] {what}: {e}")))
-            })
-            .transpose()
-    };
-    let defaults = RetryPolicy::default();
-    Ok(Transfer {
-        retry: RetryPolicy {
-            max_attempts: t.retry_attempts.unwrap_or(defaults.max_attempts).max(1),
-            initial_delay: t
-                .retry_initial_delay_ms
-                .map_or(defaults.initial_delay, Duration::from_millis),
-            max_delay: t
-                .retry_max_delay_ms
-                .map_or(defaults.max_delay, Duration::from_millis),
-        },
-        queue_size: queue_size
-            .map(|q| q as usize)
-            .or(t.queue_size)
-            .unwrap_or(DEFAULT_QUEUE_SIZE)
-            .max(1),
-        upload_limit: match upload {
-            Some(l) => Some(l.bytes()),
-            None => from_config(&t.upload_limit, "upload_limit")?,
-        },
-        download_limit: match download {
-            Some(l) => Some(l.bytes()),
-            None => from_config(&t.download_limit, "download_limit")?,
-        },
-    })
+    Transfer::merge(
+        &config.transfer,
+        queue_size.map(|q| q as usize),
+        upload.map(ByteSize::bytes),
+        download.map(ByteSize::bytes),
+    )
 }
 
 fn open(

@@ -6,9 +6,10 @@ use super::{
     LocalStorage, MultiStorage, RateLimiter, RetryPolicy, RetryingStorage, S3Config, S3Credentials,
     S3Storage, SshConfig, SshStorage, Storage, ThrottledStorage,
 };
-use crate::config::{S3Entry, StorageEntry, WorkerConfig};
+use crate::config::{S3Entry, StorageEntry, TransferSection, WorkerConfig};
 use crate::error::{Error, Result};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The segments uploading at once when neither the flag nor the configuration says: enough to
 /// keep an object store busy while the compressors fill the next ones, one segment of memory
@@ -32,6 +33,51 @@ pub struct Transfer {
     pub upload_limit: Option<u64>,
     /// Download limit in bytes per second.
     pub download_limit: Option<u64>,
+}
+
+impl Transfer {
+    /// The settings of one run: the given values (flags, or a task's spec) over the
+    /// configuration's `[transfer]` section over the defaults. `queue_size` falls back to
+    /// [`DEFAULT_QUEUE_SIZE`]; a caller that downloads applies its own default first.
+    pub fn merge(
+        t: &TransferSection,
+        queue_size: Option<usize>,
+        upload_limit: Option<u64>,
+        download_limit: Option<u64>,
+    ) -> Result<Transfer> {
+        let from_config = |v: &Option<String>, what: &str| -> Result<Option<u64>> {
+            v.as_deref()
+                .map(|s| {
+                    super::parse_rate(s)
+                        .map_err(|e| Error::usage(format!("configuration [transfer] {what}: {e}")))
+                })
+                .transpose()
+        };
+        let defaults = RetryPolicy::default();
+        Ok(Transfer {
+            retry: RetryPolicy {
+                max_attempts: t.retry_attempts.unwrap_or(defaults.max_attempts).max(1),
+                initial_delay: t
+                    .retry_initial_delay_ms
+                    .map_or(defaults.initial_delay, Duration::from_millis),
+                max_delay: t
+                    .retry_max_delay_ms
+                    .map_or(defaults.max_delay, Duration::from_millis),
+            },
+            queue_size: queue_size
+                .or(t.queue_size)
+                .unwrap_or(DEFAULT_QUEUE_SIZE)
+                .max(1),
+            upload_limit: match upload_limit {
+                Some(l) => Some(l),
+                None => from_config(&t.upload_limit, "upload_limit")?,
+            },
+            download_limit: match download_limit {
+                Some(l) => Some(l),
+                None => from_config(&t.download_limit, "download_limit")?,
+            },
+        })
+    }
 }
 
 /// What `--storage` and `--container` say.
