@@ -193,27 +193,7 @@ impl Fleet {
         }
         let events = Arc::new(Mutex::new(Vec::new()));
         let evq = format!("test.events.{id}");
-        let ech = conn.create_channel().await.unwrap();
-        ech.queue_declare(
-            evq.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        ech.queue_bind(
-            evq.as_str().into(),
-            EVENTS_EXCHANGE.into(),
-            "task.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        let ech = exclusive_queue(&conn, &evq, EVENTS_EXCHANGE, "task.#").await;
         let mut consumer = ech
             .basic_consume(
                 evq.as_str().into(),
@@ -477,28 +457,8 @@ impl Fleet {
     /// Binds a new exclusive queue to `freezer.dead` and returns a receiver of what arrives there
     /// (body, message id, reason header).
     pub async fn watch_dead(&self) -> Arc<Mutex<Vec<(Vec<u8>, Option<String>, Option<String>)>>> {
-        let ch = self.conn.create_channel().await.unwrap();
         let q = format!("test.dead.{}", self.id);
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        ch.queue_bind(
-            q.as_str().into(),
-            freezer_contracts::DEAD_LETTER_EXCHANGE.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        let ch = exclusive_queue(&self.conn, &q, freezer_contracts::DEAD_LETTER_EXCHANGE, "").await;
         let mut consumer = ch
             .basic_consume(
                 q.as_str().into(),
@@ -558,6 +518,33 @@ impl Fleet {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A new channel with an exclusive, auto-deleted queue `name` bound to `exchange` with `key`
+/// (a test's private view of the events or dead letters).
+async fn exclusive_queue(conn: &Connection, name: &str, exchange: &str, key: &str) -> Channel {
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        name.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch
 }
 
 /// Polls `cond` every 50 ms until it holds, failing the test after `timeout`.
