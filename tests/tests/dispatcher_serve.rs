@@ -4,7 +4,7 @@
 //! run published twice. Real RabbitMQ, Redis and `freezer-worker run` processes.
 
 use freezer_contracts::{Event, EventStatus};
-use freezer_e2e::fleet::{Fleet, WorkerSpec, AMQP_URL};
+use freezer_e2e::fleet::{wait_until, Fleet, WorkerSpec, AMQP_URL};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -103,14 +103,6 @@ fn scrape(port: u16) -> String {
     out
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_fire_on_time_and_follow_edits_of_the_job_files() {
     let fleet = Fleet::new().await;
@@ -136,7 +128,7 @@ async fn schedules_fire_on_time_and_follow_edits_of_the_job_files() {
     );
 
     // Every 2 s, aligned on the epoch: consecutive fire times 2 s apart, each run once.
-    wait_for("three runs", Duration::from_secs(30), || {
+    wait_until("three runs", Duration::from_secs(30), || {
         runs_of(&fleet.events(), &job).len() >= 3
     });
     let runs = runs_of(&fleet.events(), &job);
@@ -241,7 +233,7 @@ async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
         .iter()
         .map(|id| (id.to_string(), start_dispatcher(&fleet, id, &jobs)))
         .collect();
-    wait_for("runs", Duration::from_secs(30), || {
+    wait_until("runs", Duration::from_secs(30), || {
         runs_of(&fleet.events(), &job).len() >= 3
     });
     let mut c = fleet.redis().await;
