@@ -770,13 +770,6 @@ fn history(fx: &Fixture, opts: &[&str], n: usize) -> (Vec<Value>, Vec<Snapshot>)
     out
 }
 
-fn ids_of(summaries: &[Value]) -> Vec<String> {
-    summaries
-        .iter()
-        .map(|s| s["backup_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn reasons(pairs: &[(&String, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -789,7 +782,7 @@ fn remove_older_than_0_keeps_the_newest_backup_and_its_whole_chain() {
     // OpenStack Freezer's W5: a cutoff after every backup deleted everything.
     let fx = Fixture::new("w5");
     let (s, snaps) = history(&fx, &["--max-level", "2"], 5);
-    let ids = ids_of(&s);
+    let ids = backup_ids(&s);
     let levels: Vec<u64> = s.iter().map(|x| x["level"].as_u64().unwrap()).collect();
     assert_eq!(levels, [0, 1, 2, 0, 1]);
     let out = fx.prune(&["--remove-older-than", "0"]);
@@ -821,7 +814,7 @@ fn remove_older_than_0_keeps_the_newest_backup_and_its_whole_chain() {
 fn remove_older_than_0_with_differentials_keeps_only_the_full_and_the_newest() {
     let fx = Fixture::new("w5diff");
     let (s, snaps) = history(&fx, &["--always-level", "1"], 4);
-    let ids = ids_of(&s);
+    let ids = backup_ids(&s);
     let parents: Vec<Value> = s.iter().map(|x| x["parent_id"].clone()).collect();
     assert_eq!(parents[3], Value::String(ids[0].clone()), "differential");
     let out = fx.prune(&["--remove-older-than", "0"]);
@@ -841,7 +834,7 @@ fn remove_older_than_0_with_differentials_keeps_only_the_full_and_the_newest() {
 fn keep_last_and_keep_daily_keep_the_chains_they_need() {
     let fx = Fixture::new("keep");
     let (s, _) = history(&fx, &["--max-level", "2"], 3);
-    let ids = ids_of(&s);
+    let ids = backup_ids(&s);
     // keep-last 2 keeps #2 and #1; #1 and #2 need #0: nothing goes.
     let out = fx.prune(&["--keep-last", "2"]);
     out.assert_code(0);
@@ -1114,7 +1107,7 @@ fn debris_stays_during_the_grace_period_and_goes_after_it() {
     fs::write(fx.src.join("b.txt"), b"b").unwrap();
     let s1 = fx.backup(&["--max-level", "3", "--max-segment-size", "65536"]);
     let snap = snapshot(&fx.src);
-    let ids = ids_of(&[s0.clone(), s1.clone()]);
+    let ids = backup_ids(&[s0.clone(), s1.clone()]);
     let real = backup_dir(&s0);
     let chain_dir = real.parent().unwrap();
     let hn_dir = chain_dir.parent().unwrap().to_path_buf();
@@ -1298,7 +1291,7 @@ fn a_prune_interrupted_after_deleting_manifests_is_finished_by_the_next_run() {
         s.push(fx.backup(&["--no-incremental"]));
         wait_for_second_after(s[k as usize]["backup_id"].as_str().unwrap(), 1);
     }
-    let ids = ids_of(&s);
+    let ids = backup_ids(&s);
     // A prune that would delete #0 and #1 died after removing #0's manifest (the commit point) and
     // one of its segments; #1 was not reached.
     let dir0 = backup_dir(&s[0]);
@@ -1343,7 +1336,7 @@ fn a_prune_interrupted_after_deleting_manifests_is_finished_by_the_next_run() {
 fn a_prune_interrupted_inside_a_chain_leaves_every_visible_backup_restorable() {
     let fx = Fixture::new("midchain");
     let (s, snaps) = history(&fx, &["--max-level", "2"], 4);
-    let ids = ids_of(&s);
+    let ids = backup_ids(&s);
     // Deleting #2, #1, #0 (children first) died after #2's manifest: #0 and #1 are still whole.
     let dir2 = backup_dir(&s[2]);
     fs::remove_file(dir2.join("manifest.json")).unwrap();
