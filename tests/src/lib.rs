@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod layout;
 pub mod privileged;
 pub mod process;
+pub mod prune;
 pub mod services;
 pub mod snapshot;
 pub mod tree;
