@@ -16,13 +16,13 @@ use crate::engine::prune::{self, PruneOptions};
 use crate::engine::restore::{self, RestoreOptions};
 use crate::engine::verify::{self, ReadData, VerifyOptions};
 use crate::engine::walk::Dereference;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::levels::LevelPolicy;
 use crate::progress::Counters;
 use crate::retention::KeepPolicy;
 use crate::storage::{Storage, StorageRequest, Transfer};
 use crate::timestamp::Timestamp;
-use freezer_contracts::{ByteSize, ErrorClass, EventStatus, TaskSpec};
+use freezer_contracts::{ByteSize, EventStatus, TaskSpec};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,25 +38,22 @@ pub struct Outcome {
     pub bytes_stored: u64,
 }
 
-/// The contracts' error class of an engine error (decides whether the dispatcher retries).
-pub fn error_class(e: &Error) -> ErrorClass {
-    match e.kind {
-        ErrorKind::Failure if e.transient => ErrorClass::Transient,
-        ErrorKind::Failure | ErrorKind::Usage => ErrorClass::Permanent,
-        ErrorKind::NotFound => ErrorClass::NotFound,
-        ErrorKind::Locked => ErrorClass::Locked,
-        ErrorKind::Integrity => ErrorClass::Integrity,
-        ErrorKind::Interrupted => ErrorClass::Interrupted,
+/// The final status of a run that failed with `e`: its class and exit code as the error says,
+/// and its message (with the guidance, when there is some) as the reason.
+pub fn failed_status(e: &Error) -> EventStatus {
+    EventStatus::Failed {
+        error_class: e.class(),
+        exit_code: e.kind.exit_code(),
+        reason: match &e.guidance {
+            Some(g) => format!("{} (hint: {g})", e.message),
+            None => e.message.clone(),
+        },
     }
 }
 
 fn failed(e: &Error) -> Outcome {
     Outcome {
-        status: EventStatus::Failed {
-            error_class: error_class(e),
-            exit_code: e.kind.exit_code(),
-            reason: e.message.clone(),
-        },
+        status: failed_status(e),
         bytes_read: 0,
         bytes_stored: 0,
     }
@@ -142,7 +139,7 @@ async fn run(
                 Arc::new(move || {
                     handle
                         .block_on(l.check())
-                        .map_err(|m| Error::new(ErrorKind::Locked, m))
+                        .map_err(Error::locked)
                 }) as backup::CommitGuard
             });
             let opts = BackupOptions {
@@ -392,10 +389,9 @@ async fn lock(shared: &Arc<Shared>, scopes: Vec<String>, patience: Duration) -> 
         .lock_wait
         .observe(started.elapsed().as_secs_f64());
     r.map_err(|e| match e {
-        LockError::Busy(scope) => Error::new(
-            ErrorKind::Locked,
-            format!("{scope} is being written by another worker"),
-        ),
+        LockError::Busy(scope) => {
+            Error::locked(format!("{scope} is being written by another worker"))
+        }
         LockError::Redis(e) => Error::transient(format!("cannot take the writer lock: {e}")),
     })
 }
@@ -448,8 +444,7 @@ async fn locked<T: Send + 'static>(
     renewer.abort();
     locks.release().await;
     if lost.load(Ordering::SeqCst) {
-        return Err(Error::new(
-            ErrorKind::Locked,
+        return Err(Error::locked(
             "the writer lock was lost while the task ran; the task was aborted",
         ));
     }

@@ -328,8 +328,8 @@ pub fn main(config: WorkerConfig) -> i32 {
     match rt.block_on(run(config, shutdown)) {
         Ok(()) => 0,
         Err(e) => {
-            tracing::error!(error = %e, "worker failed");
-            eprintln!("freezer-worker: {e}");
+            tracing::error!(error = %e.report(), "worker failed");
+            eprintln!("freezer-worker: {}", e.report());
             e.kind.exit_code()
         }
     }

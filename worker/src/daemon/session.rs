@@ -77,9 +77,7 @@
 use super::handler::wait_or_stop;
 use super::{Running, Shared};
 use crate::error::Error;
-use freezer_contracts::{
-    ErrorClass, EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX,
-};
+use freezer_contracts::{EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX};
 use redis::Script;
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
@@ -431,16 +429,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn failed(error: Error, class: ErrorClass) -> EventStatus {
-    EventStatus::Failed {
-        error_class: class,
-        exit_code: error.kind.exit_code(),
-        reason: error.message,
-    }
-}
-
-fn fail(error: Error, class: ErrorClass) -> Gate {
-    Gate::Fail(failed(error, class))
+fn fail(error: Error) -> Gate {
+    Gate::Fail(super::executor::failed_status(&error))
 }
 
 /// Fails a task whose node is not among the members of its session (permanent: the task was
@@ -456,7 +446,7 @@ pub fn check_member(node: &str, session: &Session) -> Option<EventStatus> {
         session.tag,
         session.members.join(", ")
     ));
-    Some(failed(e, ErrorClass::Permanent))
+    Some(super::executor::failed_status(&e))
 }
 
 /// Waits at the barrier of `session` for `task` (which holds an execution slot), until the
@@ -525,7 +515,6 @@ pub async fn gather(
                             session.hold_off_seconds,
                             status.present.join(", ")
                         )),
-                        ErrorClass::Transient,
                     );
                 }
                 "aborted" => {
@@ -536,7 +525,6 @@ pub async fn gather(
                             status.missing.join(", "),
                             session.hold_off_seconds
                         )),
-                        ErrorClass::Transient,
                     );
                 }
                 "mismatch" => {
@@ -547,7 +535,6 @@ pub async fn gather(
                             status.members.join(", "),
                             barrier.members.replace(',', ", ")
                         )),
-                        ErrorClass::Permanent,
                     );
                 }
                 other => {
@@ -563,7 +550,6 @@ pub async fn gather(
                         "session {id} tag {tag}: cannot reach Redis to meet the other members \
                          ({e}); the session barrier was given up"
                     )),
-                    ErrorClass::Transient,
                 );
             }
             Err(e) => {
@@ -594,6 +580,7 @@ pub async fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use freezer_contracts::ErrorClass;
 
     #[test]
     fn keys_follow_the_contract_under_the_configured_prefix() {

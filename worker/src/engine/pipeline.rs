@@ -207,12 +207,14 @@ pub fn run<T: Send>(
             tx: job_tx,
             pool: pool_rx,
         };
-        let produced = produce(&mut sink).and_then(|p| sink.finish().map(|_| p));
-        if let Err(e) = &produced {
-            if e.message != STOPPED {
-                record(&first_error, Error::new(e.kind, e.message.clone()));
+        let produced = match produce(&mut sink).and_then(|p| sink.finish().map(|_| p)) {
+            // The real error goes first (with its status and guidance), the stage sees "stopped".
+            Err(e) if e.message != STOPPED => {
+                record(&first_error, e);
+                Err(Error::failure(STOPPED))
             }
-        }
+            r => r,
+        };
         let segments = writer_handle.join().unwrap_or(None);
         (produced, segments)
     });

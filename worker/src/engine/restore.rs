@@ -143,7 +143,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
                 d.error
             ));
         }
-        Error::not_found(msg)
+        Error::not_found(msg).with_guidance(
+            "`freezer-worker list` shows the backups of a container, with their host and name",
+        )
     })?;
     // A damaged manifest newer than the chosen point could be the backup the user wanted.
     if let Some(d) = damaged
