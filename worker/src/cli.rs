@@ -13,6 +13,7 @@ use crate::list;
 use crate::progress::human_bytes;
 use crate::storage::parse_rate;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -175,8 +176,9 @@ struct Opened {
 }
 
 impl Location {
-    /// Opens the storage: flags over the environment over the configuration.
-    fn open(&self, config: &WorkerConfig) -> Result<Opened> {
+    /// Opens the storage for a run that `cancel` stops: flags over the environment over the
+    /// configuration.
+    fn open(&self, config: &WorkerConfig, cancel: &CancellationToken) -> Result<Opened> {
         use crate::storage::{StorageRequest, Transfer, DEFAULT_DOWNLOAD_QUEUE_SIZE};
         let t = &config.transfer;
         let queue = self.queue_size.map(|q| q as usize).or(t.queue_size);
@@ -185,8 +187,8 @@ impl Location {
             names: self.storage.clone(),
             container: self.container.clone(),
         };
-        let storage =
-            crate::storage::open(config, &request, &transfer, &|v| std::env::var(v).ok())?;
+        let env = |v: &str| std::env::var(v).ok();
+        let storage = crate::storage::open(config, &request, &transfer, &env, cancel)?;
         Ok(Opened {
             storage,
             queue_size: transfer.queue_size,
@@ -319,23 +321,24 @@ fn print_json<T: serde::Serialize>(v: &T) {
     );
 }
 
-/// Runs a parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Runs a parsed command until it ends or `cancel` (the CLI's root token, which its SIGINT
+/// handler cancels) stops it; returns the process exit code.
+pub fn run(cli: Cli, cancel: &CancellationToken) -> Result<i32> {
     let config = WorkerConfig::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Backup(a) => run_backup(a, &config),
-        Command::Restore(a) => run_restore(a, &config),
-        Command::List(a) => run_list(a, &config),
-        Command::Info(a) => run_info(a, &config),
-        Command::Prune(a) => run_prune(a, &config),
-        Command::Verify(a) => run_verify(a, &config),
+        Command::Backup(a) => run_backup(a, &config, cancel),
+        Command::Restore(a) => run_restore(a, &config, cancel),
+        Command::List(a) => run_list(a, &config, cancel),
+        Command::Info(a) => run_info(a, &config, cancel),
+        Command::Prune(a) => run_prune(a, &config, cancel),
+        Command::Verify(a) => run_verify(a, &config, cancel),
         Command::Run => Ok(crate::daemon::main(config)),
     }
 }
 
-fn run_info(a: InfoArgs, config: &WorkerConfig) -> Result<i32> {
+fn run_info(a: InfoArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     let host = hostname(a.location.hostname.clone());
-    let storage = a.location.open(config)?.storage;
+    let storage = a.location.open(config, cancel)?.storage;
     let (rows, damaged) = list::list(&*storage, Some(&a.backup_name), Some(&host))?;
     for d in &damaged {
         eprintln!("warning: {d}");
@@ -391,7 +394,7 @@ fn run_info(a: InfoArgs, config: &WorkerConfig) -> Result<i32> {
     Ok(0)
 }
 
-fn run_prune(a: PruneArgs, config: &WorkerConfig) -> Result<i32> {
+fn run_prune(a: PruneArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     use crate::engine::prune::{self, PruneOptions};
     use crate::retention::KeepPolicy;
     if a.remove_older_than.is_some_and(|d| d.is_nan() || d < 0.0) {
@@ -408,7 +411,7 @@ fn run_prune(a: PruneArgs, config: &WorkerConfig) -> Result<i32> {
         (None, h) => h,
     };
     let opts = PruneOptions {
-        storage: a.location.open(config)?.storage,
+        storage: a.location.open(config, cancel)?.storage,
         backup_name: a.backup_name,
         hostname: host,
         policy: KeepPolicy {
@@ -428,7 +431,7 @@ fn run_prune(a: PruneArgs, config: &WorkerConfig) -> Result<i32> {
         debris_grace_hours: a.debris_grace_hours,
         dry_run: a.dry_run,
     };
-    let r = prune::prune(&opts)?;
+    let r = prune::prune(&opts, cancel)?;
     if a.json {
         print_json(&r);
         return Ok(0);
@@ -469,7 +472,7 @@ fn run_prune(a: PruneArgs, config: &WorkerConfig) -> Result<i32> {
     Ok(0)
 }
 
-fn run_verify(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
+fn run_verify(a: VerifyArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     use crate::engine::verify::{self, ReadData, VerifyOptions};
     let read = match (a.read_data, a.read_data_subset) {
         (true, _) => ReadData::All,
@@ -481,7 +484,7 @@ fn run_verify(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
         }
         (false, None) => ReadData::None,
     };
-    let opened = a.location.open(config)?;
+    let opened = a.location.open(config, cancel)?;
     let opts = VerifyOptions {
         storage: opened.storage,
         queue_size: opened.download_queue_size,
@@ -500,7 +503,7 @@ fn run_verify(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
         read,
         compare_to: a.compare_to,
     };
-    let r = verify::verify(&opts)?;
+    let r = verify::verify(&opts, cancel)?;
     if a.json {
         print_json(&r);
     } else {
@@ -537,7 +540,7 @@ fn run_verify(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
     })
 }
 
-fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
+fn run_backup(a: BackupArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     let host = hostname(a.location.hostname.clone());
     check_name("--hostname", &host)?;
     check_name("--backup-name", &a.backup_name)?;
@@ -555,7 +558,7 @@ fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
             "--restart-always-level must be a positive number of days",
         ));
     }
-    let opened = a.location.open(config)?;
+    let opened = a.location.open(config, cancel)?;
     // Under an upload limit an object is paced whole, so objects are kept small enough for the
     // limit to hold within a few percent over any 10-second window.
     let max_segment_size = match opened.upload_limit {
@@ -588,7 +591,7 @@ fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
         commit_guard: None,
         counters: Default::default(),
     };
-    let r = backup::backup(&opts)?;
+    let r = backup::backup(&opts, cancel)?;
     if a.json {
         print_json(&r);
     } else {
@@ -625,7 +628,7 @@ fn run_backup(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
     Ok(0)
 }
 
-fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
+fn run_restore(a: RestoreArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     let host = hostname(a.location.hostname.clone());
     let date = a
         .restore_from_date
@@ -639,7 +642,7 @@ fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
         .transpose()?;
     let target = std::path::absolute(&a.restore_abs_path)
         .map_err(|e| Error::io(a.restore_abs_path.display(), e))?;
-    let opened = a.location.open(config)?;
+    let opened = a.location.open(config, cancel)?;
     let opts = RestoreOptions {
         storage: opened.storage,
         queue_size: opened.download_queue_size,
@@ -653,7 +656,7 @@ fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
         progress: !a.json,
         counters: Default::default(),
     };
-    let r = restore::restore(&opts)?;
+    let r = restore::restore(&opts, cancel)?;
     if a.json {
         print_json(&r);
     } else {
@@ -677,9 +680,9 @@ fn run_restore(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
     Ok(0)
 }
 
-fn run_list(a: ListArgs, config: &WorkerConfig) -> Result<i32> {
+fn run_list(a: ListArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     let (rows, damaged) = list::list(
-        &*a.location.open(config)?.storage,
+        &*a.location.open(config, cancel)?.storage,
         a.backup_name.as_deref(),
         a.location.hostname.as_deref(),
     )?;

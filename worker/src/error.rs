@@ -65,7 +65,8 @@ pub enum Status {
 
 /// Guidance for stored data that failed its check (a damaged segment, index or manifest):
 /// retrying reads the same bytes, so the way out is another copy.
-pub const DAMAGED_GUIDANCE: &str = "stored data is damaged or was changed: `freezer-worker verify` \
+pub const DAMAGED_GUIDANCE: &str =
+    "stored data is damaged or was changed: `freezer-worker verify` \
      shows which backups are affected; restore from an earlier backup or from another storage";
 
 /// The underlying cause an error was made from (an `io::Error`, an SDK error...).
@@ -253,7 +254,10 @@ mod tests {
             "{r}"
         );
         let e = Error::failure("reading x").with_source(std::io::Error::other("reset by peer"));
-        assert_eq!(e.report().to_string(), "reading x\n  caused by: reset by peer");
+        assert_eq!(
+            e.report().to_string(),
+            "reading x\n  caused by: reset by peer"
+        );
         assert_eq!(e.to_string(), "reading x");
     }
 }

@@ -38,8 +38,11 @@ fn main() {
         .without_time()
         .with_target(false)
         .init();
-    let _ = ctrlc::set_handler(freezer_worker::interrupt);
-    let code = match cli::run(cli) {
+    // The root token of this run: SIGINT/SIGTERM cancel it, the engine stops at its next check.
+    let cancel = freezer_worker::CancellationToken::new();
+    let on_signal = cancel.clone();
+    let _ = ctrlc::set_handler(move || on_signal.cancel());
+    let code = match cli::run(cli, &cancel) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("freezer-worker: {}", e.report());

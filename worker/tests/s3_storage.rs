@@ -329,7 +329,9 @@ fn wrong_credentials_fail_clearly() {
             assert!(!err.is_transient(), "denied access is permanent: {err}");
             assert!(err.message.contains("access denied"), "{err}");
             assert!(
-                err.guidance.as_deref().is_some_and(|g| g.contains("credentials")),
+                err.guidance
+                    .as_deref()
+                    .is_some_and(|g| g.contains("credentials")),
                 "says what to check: {err:?}"
             );
             assert!(

@@ -676,7 +676,10 @@ fn unreachable_port_is_transient() {
     let err = s.get("k").unwrap_err();
     eprintln!("unreachable: {err}");
     assert_eq!(err.kind, ErrorKind::Failure, "{err}");
-    assert!(err.is_transient(), "a server that is down may come back: {err}");
+    assert!(
+        err.is_transient(),
+        "a server that is down may come back: {err}"
+    );
     assert!(
         err.message.contains(&format!(
             "cannot connect to ssh://{}@127.0.0.1:{}",

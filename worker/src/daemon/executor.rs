@@ -8,7 +8,7 @@
 //! commit guard.
 
 use super::lock::{LockError, LockSet};
-use super::Shared;
+use super::{Running, Shared};
 use crate::codec::Codec;
 use crate::config::WorkerConfig;
 use crate::engine::backup::{self, BackupOptions};
@@ -27,6 +27,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What a task run produced: its final status and the byte counts for the metrics.
 pub struct Outcome {
@@ -67,13 +68,14 @@ fn succeeded(result: serde_json::Value, exit_code: i32, read: u64, stored: u64) 
     }
 }
 
-/// Runs `spec`; `cancel` stops it (lock lost, shutdown). `rerun`: the task ran before on a
-/// worker that died, whose writer lock may outlive it by up to one lock TTL; a re-run waits that
-/// long for the lock instead of failing as `locked` at once.
+/// Runs `spec` for the task `running`, whose token stops it (lock or lease lost, the end of
+/// the shutdown's grace period). `rerun`: the task ran before on a worker that died, whose
+/// writer lock may outlive it by up to one lock TTL; a re-run waits that long for the lock
+/// instead of failing as `locked` at once.
 pub async fn execute(
     shared: &Arc<Shared>,
     spec: &TaskSpec,
-    counters: Arc<Counters>,
+    running: &Running,
     rerun: bool,
 ) -> Outcome {
     let patience = if rerun {
@@ -81,7 +83,8 @@ pub async fn execute(
     } else {
         Duration::ZERO
     };
-    match run(shared, spec, counters, patience).await {
+    let (counters, cancel) = (running.counters.clone(), running.cancel.clone());
+    match run(shared, spec, counters, cancel, patience).await {
         Ok(o) => o,
         Err(e) => failed(&e),
     }
@@ -91,23 +94,19 @@ async fn run(
     shared: &Arc<Shared>,
     spec: &TaskSpec,
     counters: Arc<Counters>,
+    cancel: CancellationToken,
     patience: Duration,
 ) -> Result<Outcome> {
     let config = &shared.config;
-    let cancel = counters.cancel.clone().unwrap_or_default();
+    // The engine runs on a blocking thread and checks its own clone of the token.
+    let token = cancel.clone();
     match spec {
         TaskSpec::Noop(s) => {
-            let sleep = tokio::time::sleep(Duration::from_millis(s.sleep_ms));
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => return Ok(succeeded(json!({}), 0, 0, 0)),
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if cancel.load(Ordering::Relaxed) {
-                            return Err(Error::interrupted());
-                        }
-                    }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(s.sleep_ms)) => {
+                    Ok(succeeded(json!({}), 0, 0, 0))
                 }
+                _ = cancel.cancelled() => Err(Error::interrupted()),
             }
         }
         TaskSpec::Backup(s) => {
@@ -120,7 +119,7 @@ async fn run(
             codec.validate_level(level)?;
             let pass = key(config, s.encrypt_key.as_deref())?;
             let transfer = transfer(config, s.queue_size, s.upload_limit, None)?;
-            let storage = open(config, &s.storage, &s.container, &transfer)?;
+            let storage = open(config, &s.storage, &s.container, &transfer, &cancel)?;
             let max_segment = s.max_segment_size.map_or(2 << 20, ByteSize::bytes);
             // As the CLI: under an upload limit objects stay small enough for the limit to hold.
             let max_segment = match transfer.upload_limit {
@@ -136,11 +135,8 @@ async fn run(
             let guard: Option<backup::CommitGuard> = locks.as_ref().map(|l| {
                 let l = l.clone();
                 let handle = tokio::runtime::Handle::current();
-                Arc::new(move || {
-                    handle
-                        .block_on(l.check())
-                        .map_err(Error::locked)
-                }) as backup::CommitGuard
+                Arc::new(move || handle.block_on(l.check()).map_err(Error::locked))
+                    as backup::CommitGuard
             });
             let opts = BackupOptions {
                 path_to_backup: s.path_to_backup.clone(),
@@ -166,7 +162,7 @@ async fn run(
                 commit_guard: guard,
                 counters: counters.clone(),
             };
-            let r = locked(shared, locks, cancel, move || backup::backup(&opts)).await?;
+            let r = locked(shared, locks, cancel, move || backup::backup(&opts, &token)).await?;
             let code = if r.unreadable > 0 { 3 } else { 0 };
             let (read, stored) = (r.bytes_read, r.bytes_stored);
             Ok(succeeded(to_json(&r), code, read, stored))
@@ -175,7 +171,7 @@ async fn run(
             refuse_hooks(&s.hooks)?;
             let transfer = transfer(config, s.queue_size, None, s.download_limit)?;
             let opts = RestoreOptions {
-                storage: open(config, &s.storage, &s.container, &transfer)?,
+                storage: open(config, &s.storage, &s.container, &transfer, &cancel)?,
                 queue_size: transfer.queue_size,
                 backup_name: s.backup_name.clone(),
                 hostname: host(shared, s.hostname.clone()),
@@ -187,13 +183,13 @@ async fn run(
                 progress: false,
                 counters: counters.clone(),
             };
-            let r = blocking(move || restore::restore(&opts)).await?;
+            let r = blocking(move || restore::restore(&opts, &token)).await?;
             let written = r.bytes_written;
             Ok(succeeded(to_json(&r), 0, 0, written))
         }
         TaskSpec::Prune(s) => {
             let transfer = transfer(config, None, None, None)?;
-            let storage = open(config, &s.storage, &s.container, &transfer)?;
+            let storage = open(config, &s.storage, &s.container, &transfer, &cancel)?;
             let host = match (&s.backup_name, s.hostname.clone()) {
                 (Some(_), h) => Some(host(shared, h)),
                 (None, h) => h,
@@ -229,7 +225,7 @@ async fn run(
                 debris_grace_hours: s.debris_grace_hours.unwrap_or(1.0),
                 dry_run: s.dry_run,
             };
-            let r = locked(shared, locks, cancel, move || prune::prune(&opts)).await?;
+            let r = locked(shared, locks, cancel, move || prune::prune(&opts, &token)).await?;
             Ok(succeeded(to_json(&r), 0, 0, 0))
         }
         TaskSpec::Verify(s) => {
@@ -240,7 +236,7 @@ async fn run(
                 (false, None) => ReadData::None,
             };
             let opts = VerifyOptions {
-                storage: open(config, &s.storage, &s.container, &transfer)?,
+                storage: open(config, &s.storage, &s.container, &transfer, &cancel)?,
                 queue_size: transfer.queue_size,
                 hostname: host(shared, s.hostname.clone()),
                 backup_name: s.backup_name.clone(),
@@ -249,7 +245,7 @@ async fn run(
                 read,
                 compare_to: s.compare_to.clone(),
             };
-            let r = blocking(move || verify::verify(&opts)).await?;
+            let r = blocking(move || verify::verify(&opts, &token)).await?;
             if !r.sound {
                 return Err(Error::integrity(format!(
                     "verify found damage: {}",
@@ -261,7 +257,7 @@ async fn run(
         }
         TaskSpec::List(s) => {
             let transfer = transfer(config, None, None, None)?;
-            let storage = open(config, &s.storage, &s.container, &transfer)?;
+            let storage = open(config, &s.storage, &s.container, &transfer, &cancel)?;
             let name = s.backup_name.clone();
             let host = s.hostname.clone();
             let (rows, _damaged) =
@@ -341,6 +337,7 @@ fn open(
     names: &[String],
     container: &str,
     transfer: &Transfer,
+    cancel: &CancellationToken,
 ) -> Result<Arc<dyn Storage>> {
     // Tasks name configured storages only: a bare backend kind would let a task pick any
     // directory or bucket the worker can reach.
@@ -356,7 +353,8 @@ fn open(
         // Empty: each named storage's own container.
         container: (!container.is_empty()).then(|| container.to_string()),
     };
-    crate::storage::open(config, &request, transfer, &|v| std::env::var(v).ok())
+    let env = |v: &str| std::env::var(v).ok();
+    crate::storage::open(config, &request, transfer, &env, cancel)
 }
 
 fn scopes(storages: &[String], container: &str, host: &str, name: &str) -> Vec<String> {
@@ -378,6 +376,8 @@ async fn lock(shared: &Arc<Shared>, scopes: Vec<String>, patience: Duration) -> 
         )
         .await;
         match r {
+            // A poll that remains: the lock is a Redis key another (possibly dead) worker
+            // holds, and nothing announces its release or expiry, so a re-run tries again.
             Err(LockError::Busy(_)) if started.elapsed() < patience => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -404,11 +404,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Runs `f` on the blocking pool while `locks` (if any) are renewed; losing one cancels the run
-/// and fails it as `locked`. The locks are released afterwards.
+/// (`cancel`, the task's token) and fails it as `locked`. The locks are released afterwards.
 async fn locked<T: Send + 'static>(
     shared: &Arc<Shared>,
     locks: Option<LockSet>,
-    cancel: Arc<AtomicBool>,
+    cancel: CancellationToken,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let Some(locks) = locks else {
@@ -437,7 +437,7 @@ async fn locked<T: Send + 'static>(
             tracing::warn!("writer lock lost: aborting the task");
             shared.metrics.locks_lost.inc();
             lost.store(true, Ordering::SeqCst);
-            cancel.store(true, Ordering::SeqCst);
+            cancel.cancel();
         })
     };
     let r = blocking(f).await;

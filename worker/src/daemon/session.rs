@@ -508,34 +508,28 @@ pub async fn gather(
                 }
                 "started" => {
                     observe("started without this member", &status);
-                    return fail(
-                        Error::transient(format!(
-                            "session {id} tag {tag} started without node {node}: it joined after \
+                    return fail(Error::transient(format!(
+                        "session {id} tag {tag} started without node {node}: it joined after \
                              the {} s hold-off (members that ran: {})",
-                            session.hold_off_seconds,
-                            status.present.join(", ")
-                        )),
-                    );
+                        session.hold_off_seconds,
+                        status.present.join(", ")
+                    )));
                 }
                 "aborted" => {
                     observe("aborted", &status);
-                    return fail(
-                        Error::transient(format!(
-                            "session {id} tag {tag} aborted: node(s) {} did not join within {} s",
-                            status.missing.join(", "),
-                            session.hold_off_seconds
-                        )),
-                    );
+                    return fail(Error::transient(format!(
+                        "session {id} tag {tag} aborted: node(s) {} did not join within {} s",
+                        status.missing.join(", "),
+                        session.hold_off_seconds
+                    )));
                 }
                 "mismatch" => {
-                    return fail(
-                        Error::usage(format!(
-                            "session {id} tag {tag} was opened with members {} but this task \
+                    return fail(Error::usage(format!(
+                        "session {id} tag {tag} was opened with members {} but this task \
                              lists {}: the tasks of one session must list the same members",
-                            status.members.join(", "),
-                            barrier.members.replace(',', ", ")
-                        )),
-                    );
+                        status.members.join(", "),
+                        barrier.members.replace(',', ", ")
+                    )));
                 }
                 other => {
                     // The record vanished (expired or deleted) or is unreadable: join again.
@@ -545,18 +539,22 @@ pub async fn gather(
             },
             Err(e) if clock.elapsed() > give_up => {
                 let _ = barrier.leave().await;
-                return fail(
-                    Error::transient(format!(
-                        "session {id} tag {tag}: cannot reach Redis to meet the other members \
+                return fail(Error::transient(format!(
+                    "session {id} tag {tag}: cannot reach Redis to meet the other members \
                          ({e}); the session barrier was given up"
-                    )),
-                );
+                )));
             }
             Err(e) => {
                 tracing::warn!(error = %e, session = %id, tag = %tag, "cannot reach the session barrier in Redis; retrying")
             }
         }
-        let stopping = wait_or_stop(shared, POLL_INTERVAL).await;
+        // A poll that remains: the barrier is a Redis record the other members' workers change,
+        // and Redis tells no one (keyspace notifications are off by default), so a member reads
+        // it again every POLL_INTERVAL, or at once when the worker stops or the lease is lost.
+        let stopping = tokio::select! {
+            stopping = wait_or_stop(shared, POLL_INTERVAL) => stopping,
+            _ = running.cancel.cancelled() => shared.stopping.is_cancelled(),
+        };
         let lost = running.lease_lost.load(Ordering::SeqCst);
         if stopping || lost {
             match barrier.leave().await {
