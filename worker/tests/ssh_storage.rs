@@ -645,6 +645,12 @@ fn wrong_client_key_is_refused() {
             other.display()
         ),
     );
+    assert!(
+        err.guidance
+            .as_deref()
+            .is_some_and(|g| g.contains("authorized_keys")),
+        "says how to fix it: {err:?}"
+    );
 
     // A key file that is missing or protected by a passphrase fails at once, clearly.
     let mut config = sshd.config("store");
