@@ -16,6 +16,7 @@ pub mod verify;
 use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::resolve::TransferFlags;
+use crate::CancellationToken;
 use clap::{Args, Parser, Subcommand};
 use freezer_contracts::ByteSize;
 use std::path::PathBuf;
@@ -63,16 +64,17 @@ pub enum Command {
     Run,
 }
 
-/// Runs a parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Runs a parsed command until it ends or `cancel` (the CLI's root token, which its SIGINT
+/// handler cancels) stops it; returns the process exit code.
+pub fn run(cli: Cli, cancel: &CancellationToken) -> Result<i32> {
     let config = WorkerConfig::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Backup(a) => backup::run(a, &config),
-        Command::Restore(a) => restore::run(a, &config),
-        Command::List(a) => list::run(a, &config),
-        Command::Info(a) => info::run(a, &config),
-        Command::Prune(a) => prune::run(a, &config),
-        Command::Verify(a) => verify::run(a, &config),
+        Command::Backup(a) => backup::run(a, &config, cancel),
+        Command::Restore(a) => restore::run(a, &config, cancel),
+        Command::List(a) => list::run(a, &config, cancel),
+        Command::Info(a) => info::run(a, &config, cancel),
+        Command::Prune(a) => prune::run(a, &config, cancel),
+        Command::Verify(a) => verify::run(a, &config, cancel),
         Command::Run => Ok(crate::daemon::main(config)),
     }
 }

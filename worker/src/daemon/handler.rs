@@ -155,7 +155,7 @@ async fn run_task(
     let (claim, lease) = loop {
         match shared.store.claim(&id, &queue, &delivery.data).await {
             Ok(c) => break c,
-            Err(e) if shared.stopping.load(Ordering::SeqCst) => {
+            Err(e) if shared.stopping.is_cancelled() => {
                 tracing::warn!(error = %e, "cannot claim while stopping; returning the task to its queue");
                 let _ = delivery
                     .acker
@@ -195,11 +195,10 @@ async fn run_task(
         }
     };
     let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-    let cancel = Arc::new(AtomicBool::new(false));
     let running = Running {
         lease: lease.clone(),
-        counters: Arc::new(Counters::with_cancel(Some(cancel.clone()))),
-        cancel,
+        counters: Arc::new(Counters::default()),
+        cancel: shared.runs.child_token(),
         lease_lost: Arc::new(AtomicBool::new(false)),
         rerun: runs > 1,
     };
@@ -254,8 +253,7 @@ async fn execute(
             }
             Readiness::NotYet(d) => {
                 reservation.defer();
-                let wait = d.min(Duration::from_secs(1));
-                if wait_or_stop(shared, wait).await {
+                if wait_or_stop(shared, d).await {
                     return abandon(shared, queue, body, task, lease).await;
                 }
             }
@@ -264,9 +262,9 @@ async fn execute(
     // A slot, unless the worker stops first.
     let permit = tokio::select! {
         p = shared.slots.clone().acquire_owned() => p.expect("the slot semaphore is never closed"),
-        _ = shared.stop.notified() => return abandon(shared, queue, body, task, lease).await,
+        _ = shared.stopping.cancelled() => return abandon(shared, queue, body, task, lease).await,
     };
-    if shared.stopping.load(Ordering::SeqCst) {
+    if shared.stopping.is_cancelled() {
         drop(permit);
         return abandon(shared, queue, body, task, lease).await;
     }
@@ -306,14 +304,14 @@ async fn execute(
         task.clone(),
         running.counters.clone(),
     ));
-    let outcome = executor::execute(shared, &task.spec, running.counters.clone(), rerun).await;
+    let outcome = executor::execute(shared, &task.spec, running, rerun).await;
     reporter.abort();
     drop(permit);
     if running.lease_lost.load(Ordering::SeqCst) {
         tracing::warn!("task lease lost while running: leaving the task to its new holder");
         return;
     }
-    if running.cancel.load(Ordering::SeqCst) && shared.stopping.load(Ordering::SeqCst) {
+    if running.cancel.is_cancelled() && shared.stopping.is_cancelled() {
         if let EventStatus::Failed { .. } = outcome.status {
             return abandon(shared, queue, body, task, lease).await;
         }
@@ -386,8 +384,8 @@ async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<
 /// Sleeps `d`; true when the worker started stopping meanwhile.
 pub(super) async fn wait_or_stop(shared: &Shared, d: Duration) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => shared.stopping.load(Ordering::SeqCst),
-        _ = shared.stop.notified() => true,
+        _ = tokio::time::sleep(d) => false,
+        _ = shared.stopping.cancelled() => true,
     }
 }
 

@@ -49,7 +49,7 @@ async fn renew_leases(shared: &Shared) {
             Ok(false) => {
                 tracing::warn!(task_id = %r.lease.task_id, "task lease taken by another worker: cancelling the local run");
                 r.lease_lost.store(true, Ordering::SeqCst);
-                r.cancel.store(true, Ordering::SeqCst);
+                r.cancel.cancel();
             }
             Err(e) => {
                 tracing::warn!(task_id = %r.lease.task_id, error = %e, "cannot renew a task lease")

@@ -77,9 +77,7 @@
 use super::handler::wait_or_stop;
 use super::{Running, Shared};
 use crate::error::Error;
-use freezer_contracts::{
-    ErrorClass, EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX,
-};
+use freezer_contracts::{EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX};
 use redis::Script;
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
@@ -431,16 +429,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn failed(error: Error, class: ErrorClass) -> EventStatus {
-    EventStatus::Failed {
-        error_class: class,
-        exit_code: error.kind.exit_code(),
-        reason: error.message,
-    }
-}
-
-fn fail(error: Error, class: ErrorClass) -> Gate {
-    Gate::Fail(failed(error, class))
+fn fail(error: Error) -> Gate {
+    Gate::Fail(super::executor::failed_status(&error))
 }
 
 /// Fails a task whose node is not among the members of its session (permanent: the task was
@@ -456,7 +446,7 @@ pub fn check_member(node: &str, session: &Session) -> Option<EventStatus> {
         session.tag,
         session.members.join(", ")
     ));
-    Some(failed(e, ErrorClass::Permanent))
+    Some(super::executor::failed_status(&e))
 }
 
 /// Waits at the barrier of `session` for `task` (which holds an execution slot), until the
@@ -518,37 +508,28 @@ pub async fn gather(
                 }
                 "started" => {
                     observe("started without this member", &status);
-                    return fail(
-                        Error::transient(format!(
-                            "session {id} tag {tag} started without node {node}: it joined after \
+                    return fail(Error::transient(format!(
+                        "session {id} tag {tag} started without node {node}: it joined after \
                              the {} s hold-off (members that ran: {})",
-                            session.hold_off_seconds,
-                            status.present.join(", ")
-                        )),
-                        ErrorClass::Transient,
-                    );
+                        session.hold_off_seconds,
+                        status.present.join(", ")
+                    )));
                 }
                 "aborted" => {
                     observe("aborted", &status);
-                    return fail(
-                        Error::transient(format!(
-                            "session {id} tag {tag} aborted: node(s) {} did not join within {} s",
-                            status.missing.join(", "),
-                            session.hold_off_seconds
-                        )),
-                        ErrorClass::Transient,
-                    );
+                    return fail(Error::transient(format!(
+                        "session {id} tag {tag} aborted: node(s) {} did not join within {} s",
+                        status.missing.join(", "),
+                        session.hold_off_seconds
+                    )));
                 }
                 "mismatch" => {
-                    return fail(
-                        Error::usage(format!(
-                            "session {id} tag {tag} was opened with members {} but this task \
+                    return fail(Error::usage(format!(
+                        "session {id} tag {tag} was opened with members {} but this task \
                              lists {}: the tasks of one session must list the same members",
-                            status.members.join(", "),
-                            barrier.members.replace(',', ", ")
-                        )),
-                        ErrorClass::Permanent,
-                    );
+                        status.members.join(", "),
+                        barrier.members.replace(',', ", ")
+                    )));
                 }
                 other => {
                     // The record vanished (expired or deleted) or is unreadable: join again.
@@ -558,19 +539,22 @@ pub async fn gather(
             },
             Err(e) if clock.elapsed() > give_up => {
                 let _ = barrier.leave().await;
-                return fail(
-                    Error::transient(format!(
-                        "session {id} tag {tag}: cannot reach Redis to meet the other members \
+                return fail(Error::transient(format!(
+                    "session {id} tag {tag}: cannot reach Redis to meet the other members \
                          ({e}); the session barrier was given up"
-                    )),
-                    ErrorClass::Transient,
-                );
+                )));
             }
             Err(e) => {
                 tracing::warn!(error = %e, session = %id, tag = %tag, "cannot reach the session barrier in Redis; retrying")
             }
         }
-        let stopping = wait_or_stop(shared, POLL_INTERVAL).await;
+        // A poll that remains: the barrier is a Redis record the other members' workers change,
+        // and Redis tells no one (keyspace notifications are off by default), so a member reads
+        // it again every POLL_INTERVAL, or at once when the worker stops or the lease is lost.
+        let stopping = tokio::select! {
+            stopping = wait_or_stop(shared, POLL_INTERVAL) => stopping,
+            _ = running.cancel.cancelled() => shared.stopping.is_cancelled(),
+        };
         let lost = running.lease_lost.load(Ordering::SeqCst);
         if stopping || lost {
             match barrier.leave().await {
@@ -594,6 +578,7 @@ pub async fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use freezer_contracts::ErrorClass;
 
     #[test]
     fn keys_follow_the_contract_under_the_configured_prefix() {
