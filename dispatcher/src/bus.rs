@@ -1,13 +1,14 @@
-//! RabbitMQ for the dispatcher: the topology (the worker's [`declare`], so both sides declare the
-//! same queues with the same arguments), publishing tasks with confirms, and a feed of events
+//! RabbitMQ for the dispatcher: the topology (the fleet's [`declare`], so the workers and the
+//! dispatcher declare the same queues with the same arguments), publishing tasks with confirms, and a feed of events
 //! from a queue to a broadcast channel that every waiting run (or `publish --wait`) subscribes to.
 
 use freezer_contracts::{Event, TaskEnvelope, EVENTS_EXCHANGE, TASKS_EXCHANGE};
-use freezer_worker::daemon::amqp::{declare, Outgoing, Publisher};
+use freezer_fleet::amqp::{declare, Outgoing, Publisher};
+use freezer_fleet::Keys;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use redis::aio::ConnectionManager;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,35 +40,6 @@ impl Default for Bus {
             declared: Mutex::new(HashSet::new()),
             events: broadcast::channel(4096).0,
         }
-    }
-}
-
-/// Connects to `url` within 10 s.
-pub async fn connect(url: &str) -> Result<Connection, String> {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    .map_err(|_| format!("cannot connect to the broker at {}: timed out", redact(url)))?
-    .map_err(|e| format!("cannot connect to the broker at {}: {e}", redact(url)))
-}
-
-/// Closes `conn`, giving up after 2 s (a close that waits for a broker that does not answer
-/// must not hold up a shutdown or a change of leader).
-pub async fn close(conn: Connection) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "closing".into())).await;
-}
-
-/// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -177,13 +149,13 @@ impl Bus {
     pub async fn publish_task(
         &self,
         redis: &mut ConnectionManager,
-        prefix: &str,
+        keys: &Keys,
         queue: &str,
         task: &TaskEnvelope,
         give_up: Duration,
     ) -> Result<(), String> {
         self.ensure_queue(queue).await?;
-        record_queued(redis, prefix, queue, task)
+        record_queued(redis, keys, queue, task)
             .await
             .map_err(|e| format!("cannot record task {} in Redis: {e}", task.task_id))?;
         let body = task.to_json();
@@ -247,22 +219,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[7])
 return 1
 "#;
 
-/// Creates the task record with state `queued` (see [`crate::keys`]); a record that exists (the
+/// Creates the task record with state `queued` (see [`freezer_fleet::keys`]); a record that exists (the
 /// task was published before, or already runs) is left alone.
 async fn record_queued(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     queue: &str,
     task: &TaskEnvelope,
 ) -> redis::RedisResult<()> {
-    let now = crate::now();
+    let now = freezer_fleet::clock::now();
     let until_expiry = task
         .expires_at
         .map_or(0, |e| e.unix_seconds() - now.unix_seconds())
         .max(0) as u64;
     let ttl = until_expiry + 86_400;
     redis::Script::new(RECORD_QUEUED)
-        .key(crate::keys::task(prefix, task.task_id.as_str()))
+        .key(keys.task(task.task_id.as_str()))
         .arg(queue)
         .arg(&task.job_id)
         .arg(&task.run_id)
@@ -273,16 +245,4 @@ async fn record_queued(
         .invoke_async::<i64>(redis)
         .await
         .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact("amqp://guest:secret@h:5672/%2f"),
-            "amqp://guest:***@h:5672/%2f"
-        );
-        assert_eq!(super::redact("redis://h:6379/"), "redis://h:6379/");
-    }
 }

@@ -59,6 +59,13 @@ pub struct DispatcherSection {
     pub events_queue: String,
 }
 
+impl DispatcherSection {
+    /// The Redis key names under [`DispatcherSection::key_prefix`].
+    pub fn keys(&self) -> freezer_fleet::Keys {
+        freezer_fleet::Keys::new(self.key_prefix.clone())
+    }
+}
+
 impl Default for DispatcherSection {
     fn default() -> Self {
         toml::from_str("").expect("every field has a default")

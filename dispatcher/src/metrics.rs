@@ -1,5 +1,5 @@
-//! The dispatcher's Prometheus metrics (DESIGN.md §6), served on `/metrics` by the worker's own
-//! responder ([`serve`]).
+//! The dispatcher's Prometheus metrics (DESIGN.md §6), served on `/metrics` by
+//! [`freezer_fleet::metrics::serve`].
 //!
 //! Families, every bounded label value created at 0 at start-up (job labels when the job is first
 //! seen, see [`Metrics::job`]):
@@ -19,8 +19,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-
-pub use freezer_worker::daemon::metrics::serve;
 
 /// Run results counted in `freezer_job_runs_total`.
 pub const RUN_RESULTS: [&str; 2] = ["succeeded", "failed"];
@@ -162,7 +160,7 @@ impl Metrics {
 
     /// Observes how late a run became due: now minus its fire time (for the scheduler).
     pub fn schedule_lag(&self, fire_time: freezer_contracts::UtcTime) {
-        let lag = fire_time.until(crate::now());
+        let lag = fire_time.until(freezer_fleet::clock::now());
         self.schedule_lag.observe(lag.as_secs_f64());
     }
 

@@ -238,7 +238,7 @@ async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
     });
     let mut c = fleet.redis().await;
     let leader: String = redis::cmd("GET")
-        .arg(format!("{}dispatcher:leader", fleet.prefix))
+        .arg(fleet.keys().leader())
         .query_async(&mut c)
         .await
         .unwrap();
@@ -262,7 +262,7 @@ async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
     assert!(gap <= 5, "runs stopped for {gap} s: {fires:?}");
     let standby = ds.values().next().unwrap();
     let now_leader: String = redis::cmd("GET")
-        .arg(format!("{}dispatcher:leader", fleet.prefix))
+        .arg(fleet.keys().leader())
         .query_async(&mut c)
         .await
         .unwrap();

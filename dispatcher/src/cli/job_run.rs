@@ -7,7 +7,8 @@
 use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{DueRun, JobSet};
-use freezer_dispatcher::{keys, leader, runs};
+use freezer_dispatcher::runs;
+use freezer_fleet::keys::FINISHED_RUN_TTL;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub async fn run(
             )));
         }
     }
-    let now_ms = freezer_dispatcher::now().unix_seconds() * 1000;
+    let now_ms = freezer_fleet::clock::now().unix_seconds() * 1000;
     let run_id = format!("{job_id}.manual.{}", now_ms + i64::from(rand_ms()));
     let mut redis = runs::redis(&cfg.redis_url).map_err(Fail::Usage)?;
     let request = serde_json::to_string(&Request {
@@ -53,12 +54,12 @@ pub async fn run(
     })
     .map_err(|e| Fail::Failure(e.to_string()))?;
     let leader: Option<String> = redis::cmd("GET")
-        .arg(leader::leader_key(&cfg.key_prefix))
+        .arg(cfg.keys().leader())
         .query_async(&mut redis)
         .await
         .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
     redis::cmd("RPUSH")
-        .arg(keys::requests(&cfg.key_prefix))
+        .arg(cfg.keys().requests())
         .arg(&request)
         .query_async::<()>(&mut redis)
         .await
@@ -75,7 +76,7 @@ pub async fn run(
         }
         return Ok(0);
     }
-    let key = keys::run(&cfg.key_prefix, &run_id);
+    let key = cfg.keys().run(&run_id);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
         let (state, doc): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -133,7 +134,7 @@ pub async fn take_requests(
     mut leading: watch::Receiver<bool>,
     engine: mpsc::Sender<DueRun>,
 ) {
-    let list = keys::requests(&settings.key_prefix);
+    let list = settings.keys().requests();
     loop {
         if !*leading.borrow_and_update() {
             if leading.changed().await.is_err() {
@@ -162,7 +163,7 @@ pub async fn take_requests(
         let job = jobs.borrow().get(&request.job_id).cloned();
         let Some(job) = job else {
             tracing::warn!(job_id = %request.job_id, run_id = %request.run_id, "run requested for an unknown job");
-            let key = keys::run(&settings.key_prefix, &request.run_id);
+            let key = settings.keys().run(&request.run_id);
             let doc = json!({ "run_id": request.run_id, "job_id": request.job_id,
                 "result": "failed", "reason": format!("no job {:?} in the job files", request.job_id) });
             let _: redis::RedisResult<()> = redis::pipe()
@@ -176,7 +177,7 @@ pub async fn take_requests(
                 .arg(doc.to_string())
                 .cmd("EXPIRE")
                 .arg(&key)
-                .arg(keys::FINISHED_RUN_TTL.as_secs())
+                .arg(FINISHED_RUN_TTL.as_secs())
                 .query_async(&mut redis)
                 .await;
             continue;
@@ -184,7 +185,7 @@ pub async fn take_requests(
         tracing::info!(job_id = %request.job_id, run_id = %request.run_id, "run requested");
         let due = DueRun {
             job,
-            fire_time: freezer_dispatcher::now(),
+            fire_time: freezer_fleet::clock::now(),
             run_id: request.run_id,
         };
         if engine.send(due).await.is_err() {

@@ -9,9 +9,10 @@ use super::spec::{Kind, SpecArgs};
 use super::{parse_duration, Fail};
 use clap::Args;
 use freezer_contracts::{node_queue, pool_queue, Event, EventStatus, TaskEnvelope};
-use freezer_dispatcher::bus::{self, Bus};
+use freezer_dispatcher::bus::Bus;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::runs::{self, wait};
+use freezer_fleet::amqp;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -75,7 +76,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
         }
         (None, None) => return Err(Fail::Usage("--node or --pool is required".into())),
     };
-    let now = freezer_dispatcher::now();
+    let now = freezer_fleet::clock::now();
     let id = freezer_dispatcher::new_task_id();
     let run_id = format!("manual.{}", id.unix_ms());
     let mut task = TaskEnvelope::new(id, &args.job_id, run_id, spec);
@@ -83,7 +84,9 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
     task.validate().map_err(|e| Fail::Usage(e.to_string()))?;
 
     let mut redis = runs::redis(&cfg.redis_url).map_err(Fail::Usage)?;
-    let conn = bus::connect(&cfg.amqp_url).await.map_err(Fail::Failure)?;
+    let conn = amqp::connect(&cfg.amqp_url)
+        .await
+        .map_err(|e| Fail::Failure(freezer_fleet::with_cause(&e)))?;
     let bus = Bus::new();
     bus.attach(&conn).await.map_err(Fail::Failure)?;
     let mut events = bus.subscribe();
@@ -99,15 +102,10 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
     } else {
         None
     };
-    bus.publish_task(
-        &mut redis,
-        &cfg.key_prefix,
-        &queue,
-        &task,
-        Duration::from_secs(30),
-    )
-    .await
-    .map_err(Fail::Failure)?;
+    let keys = cfg.keys();
+    bus.publish_task(&mut redis, &keys, &queue, &task, Duration::from_secs(30))
+        .await
+        .map_err(Fail::Failure)?;
     if !args.wait {
         if args.json {
             println!(
@@ -117,7 +115,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
         } else {
             println!("{}", task.task_id);
         }
-        bus::close(conn).await;
+        amqp::close(conn).await;
         return Ok(0);
     }
     if !args.json {
@@ -131,7 +129,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
     );
     let watch = wait::Watch {
         redis: &mut redis,
-        prefix: &cfg.key_prefix,
+        keys: &keys,
         events: &mut events,
         margin: Duration::from_secs(30),
         poll: Duration::from_secs(1),
@@ -187,7 +185,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
             })
         );
     }
-    bus::close(conn).await;
+    amqp::close(conn).await;
     Ok(code)
 }
 

@@ -10,7 +10,7 @@
 use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{self, DueRun, JobSet};
-use freezer_dispatcher::metrics::{self, Metrics};
+use freezer_dispatcher::metrics::Metrics;
 use freezer_dispatcher::{jobs_cmd, leader, runs, scheduler};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,10 @@ pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
             let listener = tokio::net::TcpListener::bind(addr.as_str())
                 .await
                 .map_err(|e| Fail::Usage(format!("metrics_addr {addr}: {e}")))?;
-            Some(tokio::spawn(metrics::serve(listener, Arc::new(registry))))
+            Some(tokio::spawn(freezer_fleet::metrics::serve(
+                listener,
+                Arc::new(registry),
+            )))
         }
         None => None,
     };

@@ -17,7 +17,7 @@ fn redis_err(e: redis::RedisError) -> Fail {
 
 /// `workers [--json]`.
 pub async fn workers(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> {
-    let list = status::workers(&mut redis(cfg)?, &cfg.key_prefix)
+    let list = status::workers(&mut redis(cfg)?, &cfg.keys())
         .await
         .map_err(redis_err)?;
     if json {
@@ -54,7 +54,7 @@ pub async fn workers(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> {
 
 /// `sessions [--json]`.
 pub async fn sessions(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> {
-    let list = status::sessions(&mut redis(cfg)?, &cfg.key_prefix, 100)
+    let list = status::sessions(&mut redis(cfg)?, &cfg.keys(), 100)
         .await
         .map_err(redis_err)?;
     if json {
@@ -96,7 +96,7 @@ pub async fn sessions(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> 
 
 /// `status [ID] [--json]`.
 pub async fn status(cfg: &DispatcherSection, id: Option<&str>, json: bool) -> Result<i32, Fail> {
-    let found = status::lookup(&mut redis(cfg)?, &cfg.key_prefix, id)
+    let found = status::lookup(&mut redis(cfg)?, &cfg.keys(), id)
         .await
         .map_err(redis_err)?;
     let Some(v) = found else {
