@@ -8,12 +8,14 @@
 //!   writers; [`scripts`]: the Lua scripts more than one side runs; [`redis_conn`]: the Redis
 //!   connection both sides open;
 //! - [`clock`]: the wall clock as a wire timestamp;
-//! - [`metrics`]: the `/metrics` endpoint.
+//! - [`metrics`]: the `/metrics` endpoint; [`naming`]: the rule every metric name follows
+//!   (`freezer_<subsystem>_<name>_<unit>[_total]`) and a check of a registry against it.
 
 pub mod amqp;
 pub mod clock;
 pub mod keys;
 pub mod metrics;
+pub mod naming;
 pub mod redis_conn;
 pub mod scripts;
 

@@ -1,4 +1,5 @@
-//! The `/metrics` HTTP endpoint both services serve their Prometheus registry on.
+//! The `/metrics` HTTP endpoint both services serve their Prometheus registry on (names follow
+//! [`crate::naming`]).
 
 use prometheus_client::registry::Registry;
 use std::sync::Arc;

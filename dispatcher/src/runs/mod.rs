@@ -234,7 +234,7 @@ fn spawn_run(ctx: &Arc<Ctx>, runs: &mut JoinSet<()>, doc: RunDoc) {
     runs.spawn(execute(ctx.clone(), doc).instrument(span));
 }
 
-/// Sets `freezer_workers_alive` from the heartbeats.
+/// Sets `freezer_fleet_workers_alive` from the heartbeats.
 async fn count_workers(ctx: &Ctx) {
     match crate::status::workers(&mut ctx.redis.clone(), &ctx.keys).await {
         Ok(w) => {

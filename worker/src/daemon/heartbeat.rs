@@ -3,7 +3,7 @@
 //!
 //! - Heartbeat: `worker:<node>` (JSON: node, pools, version, capacity, free slots, running task
 //!   ids, time), expiring after three intervals, and the node's score (now, in ms) in the sorted
-//!   set `workers`, from which `freezer_workers_alive` is counted.
+//!   set `workers`, from which `freezer_fleet_workers_alive` is counted.
 //! - Leases: a lease found to be someone else's cancels the local run (it may not finish twice).
 //! - Reaper: tasks whose lease expired are published again to the queue they came from (a pool
 //!   task reaches another live worker; a node task waits in its node's queue for the node to

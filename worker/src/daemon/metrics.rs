@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-/// Outcomes a task is counted under in `freezer_tasks_total`.
+/// Outcomes a task is counted under in `freezer_task_finished_total`.
 pub const RESULTS: [&str; 4] = ["succeeded", "failed", "expired", "rejected"];
 
 /// Task duration buckets, seconds: from a noop's milliseconds up to 4 hours.
@@ -64,25 +64,25 @@ fn duration_histogram() -> Histogram {
 /// The metric handles the daemon updates; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
-    /// `freezer_tasks_total{kind,result}`.
+    /// `freezer_task_finished_total{kind,result}`.
     pub tasks: Family<KindResult, Counter>,
     /// `freezer_task_duration_seconds{kind}`.
     pub duration: HistogramFamily<KindLabel>,
-    /// `freezer_bytes_read_total{kind}`: source bytes (backup) or storage bytes read.
+    /// `freezer_task_read_bytes_total{kind}`: source bytes (backup) or storage bytes read.
     pub bytes_read: Family<KindLabel, Counter>,
-    /// `freezer_bytes_stored_total{kind}`: bytes written to storage.
+    /// `freezer_task_stored_bytes_total{kind}`: bytes written to storage.
     pub bytes_stored: Family<KindLabel, Counter>,
     /// `freezer_lock_wait_seconds`: time to get (or be refused) a writer lock.
     pub lock_wait: Histogram,
-    /// `freezer_locks_lost_total`: locks lost while a task ran (the task was aborted).
+    /// `freezer_lock_lost_total`: locks lost while a task ran (the task was aborted).
     pub locks_lost: Counter,
     /// `freezer_session_wait_seconds`: time at a session barrier.
     pub session_wait: Histogram,
-    /// `freezer_tasks_in_flight`: tasks claimed by this worker and not finished.
+    /// `freezer_task_in_flight`: tasks claimed by this worker and not finished.
     pub in_flight: Gauge,
     /// `freezer_job_last_success_timestamp_seconds{job_id}`.
     pub last_success: Family<JobLabel, Gauge<f64, AtomicU64>>,
-    /// `freezer_workers_alive`: workers whose heartbeat is fresh, as this worker sees them.
+    /// `freezer_fleet_workers_alive`: workers whose heartbeat is fresh, as this worker sees them.
     pub workers_alive: Gauge,
 }
 
@@ -122,7 +122,7 @@ impl Metrics {
             let _ = m.bytes_stored.get_or_create(&l);
         }
         registry.register(
-            "freezer_tasks",
+            "freezer_task_finished",
             "Tasks finished, by kind and result",
             m.tasks.clone(),
         );
@@ -132,12 +132,12 @@ impl Metrics {
             m.duration.clone(),
         );
         registry.register(
-            "freezer_bytes_read",
+            "freezer_task_read_bytes",
             "Bytes read by tasks (source for backup, storage otherwise)",
             m.bytes_read.clone(),
         );
         registry.register(
-            "freezer_bytes_stored",
+            "freezer_task_stored_bytes",
             "Bytes written to storage by tasks",
             m.bytes_stored.clone(),
         );
@@ -147,7 +147,7 @@ impl Metrics {
             m.lock_wait.clone(),
         );
         registry.register(
-            "freezer_locks_lost",
+            "freezer_lock_lost",
             "Writer locks lost while a task ran",
             m.locks_lost.clone(),
         );
@@ -157,7 +157,7 @@ impl Metrics {
             m.session_wait.clone(),
         );
         registry.register(
-            "freezer_tasks_in_flight",
+            "freezer_task_in_flight",
             "Tasks claimed by this worker and not finished",
             m.in_flight.clone(),
         );
@@ -167,7 +167,7 @@ impl Metrics {
             m.last_success.clone(),
         );
         registry.register(
-            "freezer_workers_alive",
+            "freezer_fleet_workers_alive",
             "Workers with a fresh heartbeat, as seen by this worker",
             m.workers_alive.clone(),
         );
@@ -190,5 +190,18 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_follows_the_naming_rule() {
+        let mut registry = Registry::default();
+        let _ = Metrics::register(&mut registry);
+        let broken = freezer_fleet::naming::check_registry(&registry);
+        assert!(broken.is_empty(), "{broken:#?}");
     }
 }
