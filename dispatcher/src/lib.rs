@@ -17,11 +17,13 @@
 //! Running:
 //!
 //! - [`runs`]: the run engine ([`runs::drive`]): due runs in, tasks out, results into history.
+//! - [`error`]: the dispatcher's [`Error`], whose kind gives the exit code.
 //! - [`bus`]: publishing tasks and following events; [`status`]: what
 //!   `status`, `workers` and `sessions` read; [`metrics`]: `/metrics`.
 
 pub mod bus;
 pub mod config;
+pub mod error;
 pub mod jobs;
 pub mod jobs_cmd;
 pub mod leader;
@@ -29,6 +31,8 @@ pub mod metrics;
 pub mod runs;
 pub mod scheduler;
 pub mod status;
+
+pub use error::{Error, Result};
 
 use freezer_contracts::{TaskId, UtcTime};
 

@@ -4,10 +4,9 @@
 //! the job's actions, retries, session and history ([`take_requests`]), so a run is driven by
 //! exactly one engine. With `--wait` it follows the run's record until it finishes.
 
-use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{DueRun, JobSet};
-use freezer_dispatcher::runs;
+use freezer_dispatcher::{runs, Error};
 use freezer_fleet::keys::FINISHED_RUN_TTL;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,13 +32,13 @@ pub async fn run(
     wait: bool,
     timeout: Option<Duration>,
     json_out: bool,
-) -> Result<i32, Fail> {
-    freezer_contracts::check_ident("--job", job_id).map_err(|e| Fail::Usage(e.to_string()))?;
+) -> Result<i32, Error> {
+    freezer_contracts::check_ident("--job", job_id)?;
     // Where the job files are readable here, an unknown job is a usage error at once.
     if cfg.jobs_dir.is_dir() {
         let set = freezer_dispatcher::jobs::dir::load_dir(&cfg.jobs_dir, None);
         if set.get(job_id).is_none() {
-            return Err(Fail::Usage(format!(
+            return Err(Error::usage(format!(
                 "no job {job_id:?} in {}",
                 cfg.jobs_dir.display()
             )));
@@ -47,23 +46,26 @@ pub async fn run(
     }
     let now_ms = freezer_fleet::clock::now().unix_seconds() * 1000;
     let run_id = format!("{job_id}.manual.{}", now_ms + i64::from(rand_ms()));
-    let mut redis = runs::redis(&cfg.redis_url).map_err(Fail::Usage)?;
+    let mut redis = runs::redis(&cfg.redis_url)?;
     let request = serde_json::to_string(&Request {
         job_id: job_id.into(),
         run_id: run_id.clone(),
     })
-    .map_err(|e| Fail::Failure(e.to_string()))?;
+    .map_err(|e| Error::Internal {
+        context: "cannot write the run request".into(),
+        source: e.into(),
+    })?;
     let leader: Option<String> = redis::cmd("GET")
         .arg(cfg.keys().leader())
         .query_async(&mut redis)
         .await
-        .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
+        .map_err(Error::redis("redis"))?;
     redis::cmd("RPUSH")
         .arg(cfg.keys().requests())
         .arg(&request)
         .query_async::<()>(&mut redis)
         .await
-        .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
+        .map_err(Error::redis("redis"))?;
     if leader.is_none() {
         eprintln!("no dispatcher leads now: the run starts when one does");
     }
@@ -85,7 +87,7 @@ pub async fn run(
             .arg("doc")
             .query_async(&mut redis)
             .await
-            .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
+            .map_err(Error::redis("redis"))?;
         if let Some(state @ ("succeeded" | "failed")) = state.as_deref() {
             let doc: serde_json::Value = doc
                 .and_then(|d| serde_json::from_str(&d).ok())
@@ -104,14 +106,16 @@ pub async fn run(
             return Ok(if state == "succeeded" { 0 } else { 1 });
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            eprintln!("timed out waiting for run {run_id} (it may still run)");
-            return Ok(1);
+            return Err(Error::Timeout(format!(
+                "timed out waiting for run {run_id} (it may still run)"
+            )));
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("interrupted: run {run_id} goes on without this command");
-                return Ok(130);
+                return Err(Error::Interrupted(format!(
+                    "interrupted: run {run_id} goes on without this command"
+                )));
             }
         }
     }

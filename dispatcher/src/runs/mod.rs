@@ -33,6 +33,7 @@ pub mod wait;
 
 use crate::bus::Bus;
 use crate::config::DispatcherSection;
+use crate::error::{Error, Result};
 use crate::jobs::DueRun;
 use crate::metrics::Metrics;
 use freezer_contracts::{
@@ -86,8 +87,9 @@ impl Ctx {
 }
 
 /// A Redis connection that reconnects by itself (lazy: no error until used).
-pub fn redis(url: &str) -> Result<ConnectionManager, String> {
-    freezer_fleet::redis_conn::connect(url).map_err(|e| format!("redis_url {url}: {e}"))
+pub fn redis(url: &str) -> Result<ConnectionManager> {
+    freezer_fleet::redis_conn::connect(url)
+        .map_err(|e| Error::setting_from(format!("redis_url {url}"), e))
 }
 
 /// Runs the engine until `shutdown` completes: due runs from `due` are started while `leader`
@@ -261,7 +263,7 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                 tracing::info!("connected to the broker");
                 let stopped = tokio::select! {
                     r = ctx.bus.feed(&ch, &queue) => {
-                        if let Err(e) = r { tracing::warn!(error = %e, "lost the broker connection; reconnecting"); }
+                        if let Err(e) = r { tracing::warn!(error = %e.report(), "lost the broker connection; reconnecting"); }
                         false
                     }
                     _ = stop.changed() => true,
@@ -272,7 +274,7 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                     return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot set up the broker connection"),
+            Err(e) => tracing::warn!(error = %e.report(), "cannot set up the broker connection"),
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -282,16 +284,13 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn link_once(ctx: &Ctx, queue: &str) -> Result<(lapin::Connection, lapin::Channel), String> {
-    let conn = amqp::connect(&ctx.config.amqp_url)
-        .await
-        .map_err(|e| freezer_fleet::with_cause(&e))?;
+async fn link_once(ctx: &Ctx, queue: &str) -> Result<(lapin::Connection, lapin::Channel)> {
+    let conn = amqp::connect(&ctx.config.amqp_url).await?;
     ctx.bus.attach(&conn).await?;
     Bus::declare_events_queue(&conn, queue).await?;
-    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let ch = conn.create_channel().await?;
     ch.basic_qos(200, lapin::options::BasicQosOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok((conn, ch))
 }
 
@@ -572,7 +571,7 @@ async fn wait_current(ctx: &Ctx, doc: &mut RunDoc, i: usize, fresh: bool) {
         } else if fresh || unknown_to_workers(&mut redis, &ctx.keys, &env).await {
             publish(ctx, &mut redis, &queue, &env)
                 .await
-                .map_err(|e| ("failed", e))
+                .map_err(|e| ("failed", e.report()))
         } else {
             Ok(())
         };
@@ -640,7 +639,7 @@ async fn publish(
     redis: &mut ConnectionManager,
     queue: &str,
     task: &TaskEnvelope,
-) -> Result<(), String> {
+) -> Result<()> {
     ctx.bus
         .publish_task(redis, &ctx.keys, queue, task, ctx.publish_give_up)
         .await?;
