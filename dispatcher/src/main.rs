@@ -6,6 +6,7 @@
 mod cli;
 
 use clap::Parser;
+use freezer_dispatcher::Error;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -40,13 +41,13 @@ fn main() -> ExitCode {
     };
     let code = match rt.block_on(cli::run(cli)) {
         Ok(code) => code,
-        Err(cli::Fail::Usage(m)) => {
-            eprintln!("freezer-dispatcher: {m}");
-            2
-        }
-        Err(cli::Fail::Failure(m)) => {
-            eprintln!("freezer-dispatcher: {m}");
-            1
+        Err(e) => {
+            match e {
+                // A wait that ended early says what happens to the task or run, not what failed.
+                Error::Timeout(_) | Error::Interrupted(_) => eprintln!("{e}"),
+                _ => eprintln!("freezer-dispatcher: {}", e.report()),
+            }
+            e.exit_code()
         }
     };
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

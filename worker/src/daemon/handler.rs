@@ -15,16 +15,17 @@
 //! publishes the same final event again. Consumers key final events by task id (the dispatcher
 //! does); every copy carries the same recorded content.
 
-use super::amqp::Outgoing;
 use super::executor;
 use super::session::{self, Gate};
 use super::state::{Claim, Lease};
 use super::{Running, Shared};
 use crate::progress::Counters;
 use freezer_contracts::{
-    ContractError, Event, EventStatus, Readiness, TaskEnvelope, TaskState, UtcTime,
-    DEAD_LETTER_EXCHANGE, TASKS_EXCHANGE, UNKNOWN_KIND,
+    ContractError, Event, EventStatus, Readiness, TaskEnvelope, TaskState, DEAD_LETTER_EXCHANGE,
+    TASKS_EXCHANGE, UNKNOWN_KIND,
 };
+use freezer_fleet::amqp::Outgoing;
+use freezer_fleet::clock::now;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,12 +36,6 @@ use tracing::Instrument;
 /// How long an event or a re-queue is retried through broker outages before it is given up
 /// (then the reaper re-publishes a recorded final event later).
 const PUBLISH_GIVE_UP: Duration = Duration::from_secs(120);
-
-/// The current time as a wire timestamp.
-pub fn now() -> UtcTime {
-    UtcTime::from_offset_date_time(time::OffsetDateTime::now_utc())
-        .expect("the clock is within RFC 3339 years")
-}
 
 /// Frees the intake reservation of a delivery however its handling ends.
 struct Reservation {

@@ -4,7 +4,7 @@
 //!
 //! Shape (after mini-redis): [`run`] takes the configuration and a shutdown token, so a test or
 //! `main` decides when it stops. One supervisor loop keeps a RabbitMQ connection (reconnecting
-//! with backoff: 0.2 s doubling to 10 s), declares the topology ([`amqp`]) and runs the intake
+//! with backoff: 0.2 s doubling to 10 s), declares the topology ([`freezer_fleet::amqp`]) and runs the intake
 //! ([`intake`]); every delivery is handled in its own task ([`handler`]); a semaphore of
 //! `concurrency` permits bounds the tasks that execute; the keeper loop ([`heartbeat`]) renews
 //! leases, writes the heartbeat and re-queues tasks of dead workers.
@@ -55,7 +55,6 @@
 //! hostname = "web1"             # host part of storage keys (default: the machine's)
 //! ```
 
-pub mod amqp;
 pub mod executor;
 pub mod handler;
 pub mod heartbeat;
@@ -68,7 +67,8 @@ pub mod state;
 use crate::config::{DaemonSection, WorkerConfig};
 use crate::error::{Error, Result};
 use freezer_contracts::{check_ident, node_queue, pool_queue};
-use lapin::{Connection, ConnectionProperties};
+use freezer_fleet::amqp;
+use lapin::Connection;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -149,15 +149,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let mut queues = vec![node_queue(&daemon.node)];
     queues.extend(daemon.pools.iter().map(|p| pool_queue(p)));
 
-    let client = redis::Client::open(daemon.redis_url.as_str())
+    let conn = freezer_fleet::redis_conn::connect(&daemon.redis_url)
         .map_err(|e| Error::usage(format!("daemon.redis_url: {e}")))?;
-    let redis_config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, redis_config)
-        .map_err(|e| Error::failure(format!("redis: {e}")))?;
     let store = state::TaskStore::new(
         conn,
         &daemon.key_prefix,
@@ -173,7 +166,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
                 .await
                 .map_err(|e| Error::usage(format!("daemon.metrics_addr {addr}: {e}")))?;
             tracing::info!(addr = %addr, "serving /metrics");
-            Some(tokio::spawn(metrics::serve(listener, Arc::new(registry))))
+            Some(tokio::spawn(freezer_fleet::metrics::serve(
+                listener,
+                Arc::new(registry),
+            )))
         }
         None => None,
     };
@@ -274,13 +270,9 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>) {
 }
 
 async fn connect(shared: &Shared, queues: &[String]) -> std::result::Result<Connection, String> {
-    let conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::connect(&shared.daemon.amqp_url, ConnectionProperties::default()),
-    )
-    .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    let conn = amqp::connect(&shared.daemon.amqp_url)
+        .await
+        .map_err(|e| freezer_fleet::with_cause(&e))?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     amqp::declare(&ch, queues, shared.daemon.delivery_limit)
         .await

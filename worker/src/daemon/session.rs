@@ -35,9 +35,9 @@
 //!
 //! # Redis keys (read by `freezer-dispatcher sessions` and for the session result)
 //!
-//! Keys are under the worker's `key_prefix` (`freezer:` by default), the suffix being that of
-//! [`freezer_contracts::session_key`]: with the default prefix the key is exactly
-//! `session_key(id, tag)`.
+//! Keys are under the worker's `key_prefix` (`freezer:` by default), named by
+//! [`freezer_fleet::Keys::session`] and [`freezer_fleet::Keys::sessions`]: with the default prefix
+//! the key is exactly [`freezer_contracts::session_key`].
 //!
 //! `<prefix>session:<id>:<tag>` (hash, TTL `record_ttl_seconds`, renewed at every join and
 //! result). Times are Unix milliseconds of the Redis server's clock; node lists are node names
@@ -77,7 +77,7 @@
 use super::handler::wait_or_stop;
 use super::{Running, Shared};
 use crate::error::Error;
-use freezer_contracts::{EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX};
+use freezer_contracts::{EventStatus, Session, SessionPolicy, TaskEnvelope};
 use redis::Script;
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
@@ -217,18 +217,6 @@ static POLL_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(POLL));
 static LEAVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(LEAVE));
 static RESULT_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RESULT));
 
-/// The hash of session `id`/`tag` under `prefix` (see the module doc).
-pub fn key(prefix: &str, id: &str, tag: &str) -> String {
-    let full = freezer_contracts::session_key(id, tag);
-    let suffix = full.strip_prefix(KEY_PREFIX).unwrap_or(&full);
-    format!("{prefix}{suffix}")
-}
-
-/// The sorted set listing the sessions under `prefix`.
-pub fn index_key(prefix: &str) -> String {
-    format!("{prefix}sessions")
-}
-
 /// The stored name of a policy.
 fn policy_name(p: SessionPolicy) -> &'static str {
     match p {
@@ -297,13 +285,13 @@ pub struct Barrier {
 impl Barrier {
     /// The barrier of `session` for this worker's node.
     pub fn new(shared: &Shared, session: &Session) -> Barrier {
-        let prefix = shared.store.prefix();
+        let keys = shared.store.keys();
         let mut members = session.members.clone();
         members.sort();
         Barrier {
             conn: shared.store.conn(),
-            key: key(prefix, &session.id, &session.tag),
-            index: index_key(prefix),
+            key: keys.session(&session.id, &session.tag),
+            index: keys.sessions(),
             node: shared.daemon.node.clone(),
             ttl: shared.daemon.record_ttl_seconds.max(1),
             session: session.clone(),
@@ -387,7 +375,7 @@ pub async fn record_result(shared: &Shared, task: &TaskEnvelope, status: &EventS
     let Some(value) = result_value(status) else {
         return;
     };
-    let key = key(shared.store.prefix(), &session.id, &session.tag);
+    let key = shared.store.keys().session(&session.id, &session.tag);
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=5 {
         let r: redis::RedisResult<i64> = RESULT_SCRIPT
@@ -579,16 +567,6 @@ pub async fn gather(
 mod tests {
     use super::*;
     use freezer_contracts::ErrorClass;
-
-    #[test]
-    fn keys_follow_the_contract_under_the_configured_prefix() {
-        assert_eq!(
-            key("freezer:", "db", "backup"),
-            freezer_contracts::session_key("db", "backup")
-        );
-        assert_eq!(key("t-1:", "db", "backup"), "t-1:session:db:backup");
-        assert_eq!(index_key("freezer:"), "freezer:sessions");
-    }
 
     #[test]
     fn statuses_are_read_from_the_script_reply() {
