@@ -1,4 +1,4 @@
-//! Which dispatcher schedules: a leader lease in Redis (DESIGN.md §5).
+//! Which dispatcher schedules: a leader lease in Redis (ARCHITECTURE.md §5).
 //!
 //! Every dispatcher runs [`spawn`]; at most one of them holds the lease
 //! `<prefix>dispatcher:leader` (value: its id) and reports `true` on its channel. The others

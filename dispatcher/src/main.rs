@@ -1,6 +1,6 @@
 //! `freezer-dispatcher`: turns job definitions into tasks on RabbitMQ and follows their results
-//! (DESIGN.md §1, §4, §5). The command line is in [`cli`]; the work is done by the
-//! `freezer_dispatcher` library. `serve` logs JSON lines at `info` (a service, DESIGN.md §6); the
+//! (ARCHITECTURE.md §1, §4, §5). The command line is in [`cli`]; the work is done by the
+//! `freezer_dispatcher` library. `serve` logs JSON lines at `info` (a service, ARCHITECTURE.md §6); the
 //! other commands log warnings for a human. `FREEZER_LOG` overrides the filter.
 
 mod cli;
@@ -10,7 +10,7 @@ use freezer_dispatcher::Error;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // clap exits with 2 on usage errors and 0 for --help/--version, as DESIGN.md §6 wants.
+    // clap exits with 2 on usage errors and 0 for --help/--version, as ARCHITECTURE.md §6 wants.
     let cli = cli::Cli::parse();
     let service = matches!(cli.command, cli::Command::Serve);
     let default = if service {

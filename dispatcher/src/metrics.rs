@@ -1,4 +1,4 @@
-//! The dispatcher's Prometheus metrics (DESIGN.md §6), served on `/metrics` by
+//! The dispatcher's Prometheus metrics (ARCHITECTURE.md §6), served on `/metrics` by
 //! [`freezer_fleet::metrics::serve`].
 //!
 //! Families, every bounded label value created at 0 at start-up (job labels when the job is first

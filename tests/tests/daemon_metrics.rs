@@ -1,4 +1,4 @@
-//! The daemon's `/metrics` endpoint: every family of DESIGN.md §6 exists at 0 from start-up, and a
+//! The daemon's `/metrics` endpoint: every family of ARCHITECTURE.md §6 exists at 0 from start-up, and a
 //! real Prometheus (the Debian package) scraping a worker sees a backup's counters move.
 
 use freezer_contracts::{BackupSpec, EventStatus, TaskSpec};

@@ -1,4 +1,4 @@
-//! Multi-node sessions (DESIGN.md §5) through real worker processes, RabbitMQ and Redis: the
+//! Multi-node sessions (ARCHITECTURE.md §5) through real worker processes, RabbitMQ and Redis: the
 //! members start together, all or nothing (policy abort), best effort (policy proceed), a task
 //! sent to a node outside its session, and a worker stopping while it waits at the barrier.
 //!

@@ -27,7 +27,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The process exit code of DESIGN.md §6 for this kind.
+    /// The process exit code of ARCHITECTURE.md §6 for this kind.
     pub fn exit_code(self) -> i32 {
         match self {
             ErrorKind::Failure => 1,

@@ -1,4 +1,4 @@
-//! The command line of `freezer-dispatcher` (DESIGN.md §6): global options (configuration file,
+//! The command line of `freezer-dispatcher` (ARCHITECTURE.md §6): global options (configuration file,
 //! then `FREEZER_*` environment variables, then flags) and one module per group of commands.
 
 pub mod job_run;
@@ -64,7 +64,7 @@ impl Global {
     }
 }
 
-/// The dispatcher's subcommands, one per role it plays (DESIGN.md §6).
+/// The dispatcher's subcommands, one per role it plays (ARCHITECTURE.md §6).
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the dispatcher service: load job files, schedule runs, publish tasks, consume events,

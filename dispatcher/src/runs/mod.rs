@@ -1,5 +1,5 @@
 //! The run engine: turns each [`DueRun`] into tasks, follows them, applies OpenStack Freezer's
-//! rules, and records the run (DESIGN.md §5; the reference's §7.2).
+//! rules, and records the run (ARCHITECTURE.md §5; the reference's §7.2).
 //!
 //! - A run starts only if its run id was never seen ([`record::create`]: `HSETNX`): the same due
 //!   run sent twice, by a scheduler or by two dispatchers, is published once.

@@ -1,5 +1,5 @@
 //! The standalone command line (`freezer-worker backup|restore|list|...`): option names follow
-//! OpenStack Freezer's agent (DESIGN.md §6) so its users' scripts carry over.
+//! OpenStack Freezer's agent (ARCHITECTURE.md §6) so its users' scripts carry over.
 //!
 //! Each command parses into the contracts' spec of its kind (the same type a task carries),
 //! flattened with the few flags only a command line has (`--encrypt-pass-file`, `--json`, transfer

@@ -1,4 +1,4 @@
-//! Runs one task's spec through the engine, exactly as the CLI would (DESIGN.md §1: the engine
+//! Runs one task's spec through the engine, exactly as the CLI would (ARCHITECTURE.md §1: the engine
 //! knows nothing of AMQP or Redis): [`crate::resolve`] turns the spec into the engine's options
 //! (the same code the CLI calls), the blocking engine runs on `spawn_blocking`, and its result or
 //! error becomes the task's final event status.

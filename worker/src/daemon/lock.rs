@@ -1,4 +1,4 @@
-//! Writer locks with fencing (DESIGN.md §5): one backup or prune at a time per
+//! Writer locks with fencing (ARCHITECTURE.md §5): one backup or prune at a time per
 //! `<storage>/<container>/<host>_<name>`.
 //!
 //! Acquire: `SET lock:<scope> <token> NX PX ttl`, then `INCR fence:<scope>` for the fencing token.

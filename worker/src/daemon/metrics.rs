@@ -1,4 +1,4 @@
-//! The daemon's Prometheus metrics (DESIGN.md §6), served by [`freezer_fleet::metrics::serve`].
+//! The daemon's Prometheus metrics (ARCHITECTURE.md §6), served by [`freezer_fleet::metrics::serve`].
 //!
 //! Every family is created with all of its bounded label values at start-up, so a counter exists
 //! at 0 before the first task and `rate()`/`increase()` see its first move. Labels are kinds,

@@ -1,4 +1,4 @@
-//! The worker daemon, `freezer-worker run --config worker.toml` (DESIGN.md §4-§6): consumes its
+//! The worker daemon, `freezer-worker run --config worker.toml` (ARCHITECTURE.md §4-§6): consumes its
 //! node queue and pool queues, runs each task through the engine exactly as the CLI does, and
 //! reports events.
 //!

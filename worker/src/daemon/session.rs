@@ -1,4 +1,4 @@
-//! Session barriers (DESIGN.md §5 "Sessions"): the member tasks of one session step (same session
+//! Session barriers (ARCHITECTURE.md §5 "Sessions"): the member tasks of one session step (same session
 //! id and tag, one task per member node) wait for each other and start together, or act on the
 //! session policy when the hold-off passes with members missing.
 //!

@@ -1,4 +1,4 @@
-//! Task state in Redis (DESIGN.md §4, §5): what makes execution exactly once per task id on top of
+//! Task state in Redis (ARCHITECTURE.md §4, §5): what makes execution exactly once per task id on top of
 //! at-least-once delivery.
 //!
 //! Keys (under the configured prefix, `freezer:` by default):

@@ -179,7 +179,7 @@ fn open_one(
     let entry = match name {
         "local" => StorageEntry::Local(Default::default()),
         "s3" => {
-            // The unnamed S3 storage takes the environment over the file (DESIGN.md §6).
+            // The unnamed S3 storage takes the environment over the file (ARCHITECTURE.md §6).
             let s3 = &config.s3;
             let c = container(&s3.container)?;
             let mut built = S3Config::from_lookup(&c, |var| {
