@@ -33,9 +33,9 @@ use serde_json::Value;
 
 use crate::error::ContractError;
 use crate::id::{check_ident, check_storage_key_part, IDENT_PATTERN};
+use crate::kind::TaskKind;
 use crate::limits::{check_positive_size, check_queue_size, check_segment_size, MAX_QUEUE_SIZE};
 use crate::size::ByteSize;
-use crate::task::TaskKind;
 use crate::utc::check_user_date;
 
 /// Regular expression of an absolute path, for the JSON Schema (see `check_abs_path`).

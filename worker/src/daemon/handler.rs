@@ -248,7 +248,7 @@ async fn execute(
             }
             Readiness::NotYet(d) => {
                 reservation.defer();
-                if wait_or_stop(shared, d).await {
+                if shared.sleep_or_stop(d).await {
                     return abandon(shared, queue, body, task, lease).await;
                 }
             }
@@ -373,14 +373,6 @@ async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<
             tracing::debug!(error = %e, "progress event skipped");
         }
         last = Some(status);
-    }
-}
-
-/// Sleeps `d`; true when the worker started stopping meanwhile.
-pub(super) async fn wait_or_stop(shared: &Shared, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = shared.stopping.cancelled() => true,
     }
 }
 

@@ -110,6 +110,17 @@ pub struct Shared {
     pub tasks: TaskTracker,
 }
 
+impl Shared {
+    /// Sleeps `d`; true when the worker started stopping meanwhile (the handlers' deferral wait
+    /// and the session barrier's poll both stop early on shutdown).
+    pub(super) async fn sleep_or_stop(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => false,
+            _ = self.stopping.cancelled() => true,
+        }
+    }
+}
+
 /// A task this worker holds.
 #[derive(Clone)]
 pub struct Running {
