@@ -69,10 +69,15 @@ async fn final_of(fleet: &Fleet, worker: &WorkerProc, t: &TaskEnvelope) -> (Even
     }
 }
 
-async fn run_ok(fleet: &Fleet, worker: &WorkerProc, t: &TaskEnvelope) -> serde_json::Value {
+async fn run_ok(
+    fleet: &Fleet,
+    worker: &WorkerProc,
+    storage: &str,
+    t: &TaskEnvelope,
+) -> serde_json::Value {
     fleet.publish(&fleet.node_queue("a"), t).await;
     let (status, secs) = final_of(fleet, worker, t).await;
-    eprintln!("{} task: {secs:.2} s", t.kind());
+    eprintln!("{storage}: {} task: {secs:.2} s", t.kind());
     match status {
         EventStatus::Succeeded {
             exit_code: 0,
@@ -113,7 +118,13 @@ async fn every_task_on(
     let small = source(&fleet.dir, &format!("small-{storage}"), 1);
     let slow = source(&fleet.dir, &format!("slow-{storage}"), 12);
 
-    let first = run_ok(fleet, worker, &backup(storage, &small, "docs", None)).await;
+    let first = run_ok(
+        fleet,
+        worker,
+        storage,
+        &backup(storage, &small, "docs", None),
+    )
+    .await;
     assert!(first["backup_id"].is_string(), "{first}");
 
     // A second backup of the name while a slow one holds the lock: `locked`, and the worker
@@ -125,7 +136,7 @@ async fn every_task_on(
     let second = backup(storage, &small, "docs", None);
     fleet.publish(&q, &second).await;
     let (status, secs) = final_of(fleet, worker, &second).await;
-    eprintln!("locked backup task: {secs:.2} s");
+    eprintln!("{storage}: locked backup task: {secs:.2} s");
     match status {
         EventStatus::Failed {
             error_class: ErrorClass::Locked,
@@ -135,7 +146,7 @@ async fn every_task_on(
         other => panic!("the second backup was not refused as locked: {other:?}"),
     }
     let (status, secs) = final_of(fleet, worker, &holder).await;
-    eprintln!("slow backup task (12 MiB at {SLOW_RATE}/s): {secs:.2} s");
+    eprintln!("{storage}: slow backup task (12 MiB at {SLOW_RATE}/s): {secs:.2} s");
     assert!(
         matches!(status, EventStatus::Succeeded { .. }),
         "{status:?}"
@@ -147,7 +158,13 @@ async fn every_task_on(
         "restore_abs_path": target, "encrypt_key": "main",
     }))
     .unwrap();
-    run_ok(fleet, worker, &fleet::task(TaskSpec::Restore(restore))).await;
+    run_ok(
+        fleet,
+        worker,
+        storage,
+        &fleet::task(TaskSpec::Restore(restore)),
+    )
+    .await;
     assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha\n");
     assert_eq!(
         fs::read(target.join("sub/f05")).unwrap(),
@@ -159,15 +176,27 @@ async fn every_task_on(
         "encrypt_key": "main", "read_data": true,
     }))
     .unwrap();
-    run_ok(fleet, worker, &fleet::task(TaskSpec::Verify(verify))).await;
+    run_ok(
+        fleet,
+        worker,
+        storage,
+        &fleet::task(TaskSpec::Verify(verify)),
+    )
+    .await;
 
     let prune: PruneSpec = serde_json::from_value(json!({
         "backup_name": "docs", "storage": [storage], "hostname": "test-host", "keep_last": 1,
     }))
     .unwrap();
-    run_ok(fleet, worker, &fleet::task(TaskSpec::Prune(prune))).await;
+    run_ok(fleet, worker, storage, &fleet::task(TaskSpec::Prune(prune))).await;
     let list: ListSpec = serde_json::from_value(json!({ "storage": [storage] })).unwrap();
-    let rows = run_ok(fleet, worker, &fleet::task(TaskSpec::List(list.clone()))).await;
+    let rows = run_ok(
+        fleet,
+        worker,
+        storage,
+        &fleet::task(TaskSpec::List(list.clone())),
+    )
+    .await;
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
 
     // The server goes away in the middle of a backup: the task fails with a reason, and once
@@ -178,8 +207,30 @@ async fn every_task_on(
     wait_for_lock(fleet).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop();
-    let (status, secs) = final_of(fleet, worker, &doomed).await;
-    eprintln!("backup during an outage failed after {secs:.2} s: {status:?}");
+    let stopped = Instant::now();
+    // Once its uploads have run out of retries the backup deletes the segments it wrote, each
+    // delete retried as long again: the server comes back when that cleanup starts (or the
+    // task ended), so the test does not wait minutes for it.
+    let end = stopped + fleet::PATIENCE;
+    while !worker.log_text().contains(r#""operation":"delete""#)
+        && !fleet
+            .events_of(&doomed.task_id)
+            .iter()
+            .any(|e| e.status.is_final())
+    {
+        assert!(Instant::now() < end, "the backup never gave up its uploads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "{storage}: outage: the backup gave up {:.2} s after the server stopped",
+        stopped.elapsed().as_secs_f64()
+    );
+    resume();
+    let (status, _) = final_of(fleet, worker, &doomed).await;
+    eprintln!(
+        "{storage}: outage: backup task failed {:.2} s after the server stopped: {status:?}",
+        stopped.elapsed().as_secs_f64()
+    );
     let EventStatus::Failed {
         error_class,
         reason,
@@ -193,8 +244,13 @@ async fn every_task_on(
         "{error_class:?}: {reason}"
     );
     assert!(!reason.is_empty());
-    resume();
-    let after = run_ok(fleet, worker, &backup(storage, &small, "after", None)).await;
+    let after = run_ok(
+        fleet,
+        worker,
+        storage,
+        &backup(storage, &small, "after", None),
+    )
+    .await;
     assert!(after["backup_id"].is_string(), "{after}");
 }
 

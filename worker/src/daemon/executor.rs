@@ -1,7 +1,8 @@
 //! Runs one task's spec through the engine, exactly as the CLI would (DESIGN.md §1: the engine
 //! knows nothing of AMQP or Redis): names in the spec are resolved from the worker's
-//! configuration, the blocking engine runs on `spawn_blocking`, and its result or error becomes
-//! the task's final event status.
+//! configuration, storages are opened and the blocking engine runs on `spawn_blocking` (see
+//! [`super::offload`]: the S3 and SSH clients block on runtimes of their own), and its result
+//! or error becomes the task's final event status.
 //!
 //! Backup and prune of a named backup hold the writer locks of [`super::lock`] (one per storage)
 //! while they run; backups record the fencing token and refuse to commit through the lock's
@@ -123,7 +124,7 @@ async fn run(
             codec.validate_level(level)?;
             let pass = key(config, s.encrypt_key.as_deref())?;
             let transfer = transfer(config, s.queue_size, s.upload_limit, None)?;
-            let storage = open(config, &s.storage, &s.container, &transfer)?;
+            let storage = open(shared, &s.storage, &s.container, &transfer).await?;
             let max_segment = s.max_segment_size.map_or(2 << 20, ByteSize::bytes);
             // As the CLI: under an upload limit objects stay small enough for the limit to hold.
             let max_segment = match transfer.upload_limit {
@@ -178,7 +179,7 @@ async fn run(
             refuse_hooks(&s.hooks)?;
             let transfer = transfer(config, s.queue_size, None, s.download_limit)?;
             let opts = RestoreOptions {
-                storage: open(config, &s.storage, &s.container, &transfer)?,
+                storage: open(shared, &s.storage, &s.container, &transfer).await?,
                 queue_size: transfer.queue_size,
                 backup_name: s.backup_name.clone(),
                 hostname: host(shared, s.hostname.clone()),
@@ -196,7 +197,7 @@ async fn run(
         }
         TaskSpec::Prune(s) => {
             let transfer = transfer(config, None, None, None)?;
-            let storage = open(config, &s.storage, &s.container, &transfer)?;
+            let storage = open(shared, &s.storage, &s.container, &transfer).await?;
             let host = match (&s.backup_name, s.hostname.clone()) {
                 (Some(_), h) => Some(host(shared, h)),
                 (None, h) => h,
@@ -243,7 +244,7 @@ async fn run(
                 (false, None) => ReadData::None,
             };
             let opts = VerifyOptions {
-                storage: open(config, &s.storage, &s.container, &transfer)?,
+                storage: open(shared, &s.storage, &s.container, &transfer).await?,
                 queue_size: transfer.queue_size,
                 hostname: host(shared, s.hostname.clone()),
                 backup_name: s.backup_name.clone(),
@@ -264,7 +265,7 @@ async fn run(
         }
         TaskSpec::List(s) => {
             let transfer = transfer(config, None, None, None)?;
-            let storage = open(config, &s.storage, &s.container, &transfer)?;
+            let storage = open(shared, &s.storage, &s.container, &transfer).await?;
             let name = s.backup_name.clone();
             let host = s.hostname.clone();
             let (rows, _damaged) =
@@ -339,8 +340,10 @@ fn transfer(
     )
 }
 
-fn open(
-    config: &WorkerConfig,
+/// Opens the named storages on the blocking pool, as a storage that is never dropped on the
+/// runtime (see [`super::offload`]).
+async fn open(
+    shared: &Arc<Shared>,
     names: &[String],
     container: &str,
     transfer: &Transfer,
@@ -348,7 +351,7 @@ fn open(
     // Tasks name configured storages only: a bare backend kind would let a task pick any
     // directory or bucket the worker can reach.
     for n in names {
-        if !config.storages.contains_key(n) {
+        if !shared.config.storages.contains_key(n) {
             return Err(Error::usage(format!(
                 "unknown storage {n:?}: not in this worker's configuration"
             )));
@@ -359,7 +362,7 @@ fn open(
         // Empty: each named storage's own container.
         container: (!container.is_empty()).then(|| container.to_string()),
     };
-    crate::storage::open(config, &request, transfer, &|v| std::env::var(v).ok())
+    super::offload::open(shared.clone(), request, transfer.clone()).await
 }
 
 fn scopes(storages: &[String], container: &str, host: &str, name: &str) -> Vec<String> {
