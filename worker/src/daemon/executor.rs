@@ -9,6 +9,7 @@
 //! commit guard.
 
 use super::lock::{LockError, LockSet};
+use super::unwind::{AbortOnDrop, ReleaseOnDrop};
 use super::Shared;
 use crate::codec::Codec;
 use crate::config::WorkerConfig;
@@ -422,11 +423,12 @@ async fn locked<T: Send + 'static>(
         return blocking(f).await;
     };
     let lost = Arc::new(AtomicBool::new(false));
+    let release = ReleaseOnDrop::new(locks.clone());
     let renewer = {
         let (locks, lost, cancel, shared) = (locks.clone(), lost.clone(), cancel, shared.clone());
         let every = Duration::from_millis(shared.daemon.heartbeat_interval_ms.max(100));
         let ttl = Duration::from_millis(shared.daemon.lease_ttl_ms);
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut last_ok = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
@@ -445,11 +447,12 @@ async fn locked<T: Send + 'static>(
             shared.metrics.locks_lost.inc();
             lost.store(true, Ordering::SeqCst);
             cancel.store(true, Ordering::SeqCst);
-        })
+        }))
     };
+    super::unwind::inject(&locks);
     let r = blocking(f).await;
-    renewer.abort();
-    locks.release().await;
+    drop(renewer);
+    release.release().await;
     if lost.load(Ordering::SeqCst) {
         return Err(Error::new(
             ErrorKind::Locked,
