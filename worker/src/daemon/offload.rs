@@ -60,7 +60,7 @@ impl Drop for OffRuntime {
         // elsewhere here.
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                let _ = handle.spawn_blocking(move || drop(inner));
+                drop(handle.spawn_blocking(move || drop(inner)));
             }
             Err(_) => drop(inner),
         }

@@ -81,7 +81,7 @@ impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         if let Some(locks) = self.0.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let _ = handle.spawn(async move { locks.release().await });
+                drop(handle.spawn(async move { locks.release().await }));
             }
         }
     }
