@@ -7,6 +7,10 @@
 //!
 //! - [`TaskEnvelope`] (with [`TaskSpec`]: one spec per kind, with the CLI's option names) is a task
 //!   on [`TASKS_EXCHANGE`]; [`Event`] is a report on [`EVENTS_EXCHANGE`].
+//! - [`limits`] holds the bounds a request can break (segment size, queue size), checked when a
+//!   spec is validated.
+//! - With the `clap` feature, the spec types derive `clap::Args`: `freezer-worker`'s subcommands
+//!   parse straight into them.
 //! - [`topology`] names the exchanges and queues; [`coordination`] names the Redis keys and the task
 //!   states stored there.
 //! - The JSON Schema of both messages is generated from these types and committed in
@@ -42,6 +46,7 @@ pub mod coordination;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod limits;
 pub mod schema;
 pub mod size;
 pub mod spec;
@@ -54,11 +59,12 @@ pub use coordination::{
 };
 pub use error::ContractError;
 pub use event::{ErrorClass, Event, EventStatus};
-pub use id::{check_ident, TaskId};
+pub use id::{check_ident, check_storage_key_part, TaskId};
+pub use limits::{DEFAULT_SEGMENT_SIZE, MAX_QUEUE_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 pub use size::ByteSize;
 pub use spec::{
-    BackupSpec, Compression, Dereference, ListSpec, NoopSpec, PruneSpec, RestoreSpec, TaskSpec,
-    VerifySpec,
+    Author, BackupSpec, Compression, Dereference, ListSpec, NoopSpec, PruneSpec, RestoreSpec,
+    TaskSpec, VerifySpec,
 };
 pub use task::{Readiness, Session, SessionPolicy, TaskEnvelope, TaskKind};
 pub use topology::{

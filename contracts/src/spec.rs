@@ -1,19 +1,23 @@
-//! What each kind of task asks for: one spec per `freezer-worker` subcommand, with the CLI's option
-//! names (DESIGN.md §6), so that a task is a command line sent over the wire.
+//! What each kind of task asks for: one spec per `freezer-worker` subcommand, and the very types that
+//! subcommand parses its options into (with the `clap` feature), so that a task is a command line
+//! sent over the wire and adding an option is one field, one doc comment and one default.
 //!
 //! Field names are the long option names in snake_case (`--path-to-backup` is `path_to_backup`).
 //! Three differences are deliberate, because **tasks carry no secrets** (DESIGN.md §4):
 //!
-//! - `storage` is a list of storage *names* from the worker's configuration, which holds the
-//!   endpoints and credentials (on the CLI it is a backend type).
-//! - `encrypt_key` is the *name* of a key in the worker's configuration, instead of
-//!   `--encrypt-pass-file` (a path on one machine, whose content is the secret).
-//! - `hooks` are names of hooks in the worker's configuration, never commands.
+//! - `storage` in a task is a list of storage *names* from the worker's configuration, which holds
+//!   the endpoints and credentials (on the command line it may also be a backend kind).
+//! - `encrypt_key` is the *name* of a key in the worker's configuration; the command line also has
+//!   `--encrypt-pass-file` (a path on one machine, whose content is the secret), which no spec has.
+//! - `hooks` are names of hooks in the worker's configuration, never commands (not a CLI option).
 //!
-//! Options whose CLI default should apply are optional here and left out when absent, so the
-//! defaults stay defined in one place (the worker). `--json` has no field: a task always reports JSON.
-//! `upload_limit`, `download_limit` and `queue_size` are options of the fleet that the standalone
-//! CLI does not have yet.
+//! Options whose default should apply are optional here and left out when absent, so the defaults
+//! stay defined in one place (the worker's resolver). `--json` has no field: a task always reports
+//! JSON.
+//!
+//! A few rules depend on who wrote the spec ([`Author`]): a task has no working directory, so its
+//! paths must be absolute, and it names configured storages only; a command line may give relative
+//! paths, a backend kind, or no storage (local). Every other rule is the same both ways.
 //!
 //! Specs refuse unknown fields, unlike the envelope: a spec field is an instruction, and a worker
 //! that silently ignored one it does not know (a `keep_weekly`, an `exclude`) would delete or store
@@ -29,6 +33,7 @@ use serde_json::Value;
 
 use crate::error::ContractError;
 use crate::id::{check_ident, check_storage_key_part, IDENT_PATTERN};
+use crate::limits::{check_positive_size, check_queue_size, check_segment_size, MAX_QUEUE_SIZE};
 use crate::size::ByteSize;
 use crate::task::TaskKind;
 use crate::utc::check_user_date;
@@ -39,8 +44,20 @@ const ABS_PATH_PATTERN: &str = "^/";
 /// Longest a noop task may sleep (one day): beyond that a test is waiting for nothing.
 pub const MAX_NOOP_SLEEP_MS: u64 = 86_400_000;
 
+/// Who wrote a spec, for the few rules that differ between a task and the worker's own command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Author {
+    /// A task: paths must be absolute (a task has no working directory), the container cannot climb
+    /// out with `..`, and at least one storage is named.
+    Task,
+    /// `freezer-worker` run by hand: paths may be relative to the working directory, the container
+    /// is any path, and no storage means `local`.
+    CommandLine,
+}
+
 /// Compression codecs of `--compression`; every segment of a backup is compressed with one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// zstd: the default, fast at every level.
@@ -68,7 +85,7 @@ impl Compression {
         }
     }
 
-    /// The levels the codec accepts (`--compression-level`), the same ranges the worker checks, so a
+    /// The levels the codec accepts (`--compression-level`), checked when a spec is validated, so a
     /// job file with an impossible level is refused when it is published rather than when it runs.
     pub fn level_range(self) -> std::ops::RangeInclusive<i32> {
         match self {
@@ -78,10 +95,22 @@ impl Compression {
             Compression::None => 0..=0,
         }
     }
+
+    /// The level used when the request gives none.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+            Compression::Bzip2 => 9,
+            Compression::Xz => 6,
+            Compression::None => 0,
+        }
+    }
 }
 
 /// What `--dereference-symlink` follows while walking the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Dereference {
     /// Store symlinks as symlinks and hard links as links (the default).
@@ -112,233 +141,367 @@ pub const MAX_TRANSFER_RATE: u64 = 1 << 40;
 
 /// `freezer-worker backup`: write a new backup of a directory or file of the worker's machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct BackupSpec {
-    /// `--path-to-backup`: absolute path of the directory or file to back up, on the worker's machine.
+    /// Directory or file to back up (absolute in a task: a task has no working directory).
     #[schemars(regex(pattern = ABS_PATH_PATTERN))]
+    #[cfg_attr(feature = "clap", arg(long, short = 'F'))]
     pub path_to_backup: PathBuf,
-    /// `--backup-name`: name of the backup; with the host name, the storage key `<host>_<name>`.
+    /// Name of the backup; with the host name, the storage key `<host>_<name>`.
+    #[cfg_attr(feature = "clap", arg(long, short = 'N'))]
     pub backup_name: String,
-    /// `--container`: where the backups live within each storage (a directory, or `bucket/prefix`); empty or
-    /// absent: each storage's own `container` from the worker's configuration.
+    /// Container: a directory (local, ssh) or `bucket/prefix` (s3) within each storage; empty or
+    /// absent: each configured storage's own `container`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            short = 'C',
+            env = "FREEZER_CONTAINER",
+            default_value = "",
+            hide_default_value = true
+        )
+    )]
     pub container: String,
-    /// `--storage`: names of storages in the worker's configuration (never endpoints or
-    /// credentials); the backup is written to each.
+    /// Storages: names from the worker's configuration (a task names nothing else); on the command
+    /// line also `local` (the default), `s3` or `ssh`. The backup is written to each.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', env = "FREEZER_STORAGE")
+    )]
     pub storage: Vec<String>,
-    /// `--hostname`: host part of the storage key (default: the worker's host name).
+    /// Host part of the storage key (default: the worker's `[daemon] hostname`, else the machine's
+    /// host name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_HOSTNAME"))]
     pub hostname: Option<String>,
-    /// `--compression` (default zstd).
+    /// Compression codec (default zstd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
     pub compression: Option<Compression>,
-    /// `--compression-level` (default: the codec's own).
+    /// Compression level (zstd 1-22, gzip/bzip2 1-9, xz 0-9; default: the codec's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub compression_level: Option<i32>,
-    /// Name of the encryption key in the worker's configuration (replaces `--encrypt-pass-file`);
-    /// absent means the backup is not encrypted.
+    /// Name of the encryption key in the worker's configuration (a task's replacement for
+    /// `--encrypt-pass-file`); absent: the backup is not encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = IDENT_PATTERN))]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub encrypt_key: Option<String>,
-    /// `--max-level`: incremental levels 0..N, then a new chain (default 6).
+    /// Incremental levels 0..N, then a new chain (default 6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, conflicts_with_all = ["always_level", "no_incremental"]))]
     pub max_level: Option<u32>,
-    /// `--always-level`: after level N, every backup is level N against level N-1.
+    /// After reaching level N, every backup is level N against level N-1 (1 = differential).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, conflicts_with = "no_incremental"))]
     pub always_level: Option<u32>,
-    /// `--restart-always-level`: a new chain once the chain's level 0 is older than this many days.
+    /// Start a new chain once the chain's level 0 is older than this many days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DAYS"))]
     pub restart_always_level: Option<f64>,
-    /// `--no-incremental`: every backup is a full backup.
+    /// Every backup is a full backup.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub no_incremental: bool,
-    /// `--max-segment-size`: largest stored segment (default 2M).
+    /// Largest stored segment, 64K to 64M (suffixes K, M, G; default 2M).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, short = 'M'))]
     pub max_segment_size: Option<ByteSize>,
-    /// `--exclude`: globs of entries to leave out (a name, or a path relative to `path_to_backup`).
+    /// Leave out entries matching this glob (a name, or a path relative to `path_to_backup`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub exclude: Vec<String>,
-    /// `--dereference-symlink` (default none).
+    /// Follow symlinks (soft), split hard links (hard), or both (all); default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_enum))]
     pub dereference_symlink: Option<Dereference>,
-    /// `--dry-run`: do everything but store nothing.
+    /// Do everything but store nothing.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub dry_run: bool,
-    /// `--upload-limit`: bytes per second written to the storage (default: unlimited).
+    /// Upload limit in bytes per second over all transfers (suffixes K, M, G; default: the
+    /// configuration's, else unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_UPLOAD_LIMIT"))]
     pub upload_limit: Option<ByteSize>,
-    /// Segments in flight between the engine's stages (default: the worker's); bounds memory.
+    /// Segments transferred at once, 1 to 256 (default: the configuration's, else 4); bounds memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_QUEUE_SIZE))]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_QUEUE_SIZE"))]
     pub queue_size: Option<u32>,
     /// Names of hooks in the worker's configuration to run around the backup (e.g. a database dump
     /// or a snapshot), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub hooks: Vec<String>,
 }
 
 /// `freezer-worker restore`: bring a backup back into a directory of the worker's machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreSpec {
-    /// `--backup-name`: name of the backup to restore.
+    /// Name of the backup to restore.
+    #[cfg_attr(feature = "clap", arg(long, short = 'N'))]
     pub backup_name: String,
-    /// `--container`: where the backups live within each storage; empty or
-    /// absent: each storage's own `container` from the worker's configuration.
+    /// Container: a directory (local, ssh) or `bucket/prefix` (s3) within each storage; empty or
+    /// absent: each configured storage's own `container`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            short = 'C',
+            env = "FREEZER_CONTAINER",
+            default_value = "",
+            hide_default_value = true
+        )
+    )]
     pub container: String,
-    /// `--storage`: names of storages in the worker's configuration, tried in order; the first that
-    /// holds a restorable backup is used.
+    /// Storages: names from the worker's configuration (a task names nothing else); on the command
+    /// line also `local` (the default), `s3` or `ssh`. Tried in order: the first that holds a
+    /// restorable backup is used.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', env = "FREEZER_STORAGE")
+    )]
     pub storage: Vec<String>,
-    /// `--hostname`: host part of the storage key (default: the worker's host name); another host's
-    /// name restores that host's backup here.
+    /// Host part of the storage key (default: the worker's `[daemon] hostname`, else the machine's
+    /// host name); another host's name restores that host's backup here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_HOSTNAME"))]
     pub hostname: Option<String>,
-    /// `--restore-abs-path`: absolute path of the directory to restore into (created if missing).
+    /// Directory to restore into, created if missing (absolute in a task).
     #[schemars(regex(pattern = ABS_PATH_PATTERN))]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub restore_abs_path: PathBuf,
-    /// `--restore-from-date`: restore the newest backup at or before this time
-    /// (`YYYY-MM-DDThh:mm:ss`, UTC, optionally ending in `Z`; default now). A restore session gives
-    /// every member the same date, so they come back to one point in time.
+    /// Restore the newest backup at or before this time (`YYYY-MM-DDThh:mm:ss`, UTC, optionally
+    /// ending in `Z`; default now). A restore session gives every member the same date, so they
+    /// come back to one point in time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub restore_from_date: Option<String>,
-    /// `--overwrite`: allow restoring into a non-empty directory.
+    /// Allow restoring into a non-empty directory.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub overwrite: bool,
-    /// Name of the key in the worker's configuration (replaces `--encrypt-pass-file`).
+    /// Name of the encryption key in the worker's configuration (a task's replacement for
+    /// `--encrypt-pass-file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = IDENT_PATTERN))]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub encrypt_key: Option<String>,
-    /// `--dry-run`: check keys and index and report what would be restored; write nothing.
+    /// Check keys and index and report what would be restored; write nothing.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub dry_run: bool,
-    /// `--download-limit`: bytes per second read from the storage (default: unlimited).
+    /// Download limit in bytes per second over all transfers (suffixes K, M, G; default: the
+    /// configuration's, else unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_DOWNLOAD_LIMIT"))]
     pub download_limit: Option<ByteSize>,
-    /// Segments in flight between the engine's stages (default: the worker's); bounds memory.
+    /// Segments transferred at once, 1 to 256 (default: the configuration's, else 16); bounds
+    /// memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_QUEUE_SIZE))]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_QUEUE_SIZE"))]
     pub queue_size: Option<u32>,
     /// Names of hooks in the worker's configuration to run around the restore (e.g. stop and
     /// start a service), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub hooks: Vec<String>,
 }
 
 /// `freezer-worker prune`: apply retention to the backups of a name (or of a whole container) and
 /// remove the debris of interrupted runs, never breaking a chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct PruneSpec {
-    /// `--backup-name`: only this backup name (default: every name in the container).
+    /// Only this backup name (default: every name in the container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, short = 'N'))]
     pub backup_name: Option<String>,
-    /// `--container`: where the backups live within each storage; empty or
-    /// absent: each storage's own `container` from the worker's configuration.
+    /// Container: a directory (local, ssh) or `bucket/prefix` (s3) within each storage; empty or
+    /// absent: each configured storage's own `container`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            short = 'C',
+            env = "FREEZER_CONTAINER",
+            default_value = "",
+            hide_default_value = true
+        )
+    )]
     pub container: String,
-    /// `--storage`: names of storages in the worker's configuration; each is pruned.
+    /// Storages: names from the worker's configuration (a task names nothing else); on the command
+    /// line also `local` (the default), `s3` or `ssh`. Each is pruned.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', env = "FREEZER_STORAGE")
+    )]
     pub storage: Vec<String>,
-    /// `--hostname`: host part of the storage key. With a `backup_name` and no host, the *worker's*
-    /// host name is used, as on the CLI: a prune sent to a pool should name the host.
+    /// Host part of the storage key. With a backup name and no host, the worker's own host name
+    /// (as for backup): a prune sent to a pool should name the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_HOSTNAME"))]
     pub hostname: Option<String>,
-    /// `--remove-older-than`: delete backups older than this many days (fractions allowed), unless
-    /// a kept backup needs them.
+    /// Delete backups older than DAYS (fractions allowed), unless a kept backup needs them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, short = 'R', value_name = "DAYS"))]
     pub remove_older_than: Option<f64>,
-    /// `--remove-from-date`: delete backups taken before this time (`YYYY-MM-DDThh:mm:ss`, UTC),
-    /// unless a kept backup needs them.
+    /// Delete backups taken before DATE (`YYYY-MM-DDThh:mm:ss`, UTC), unless a kept backup needs
+    /// them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DATE"))]
     pub remove_from_date: Option<String>,
-    /// `--keep-last`: keep the N newest backups.
+    /// Keep the N newest backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub keep_last: Option<u32>,
-    /// `--keep-hourly`: keep the newest backup of each of the last N hours that have backups.
+    /// Keep the newest backup of each of the last N hours that have backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub keep_hourly: Option<u32>,
-    /// `--keep-daily`: ... of each of the last N days.
+    /// ... of each of the last N days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub keep_daily: Option<u32>,
-    /// `--keep-weekly`: ... of each of the last N ISO weeks.
+    /// ... of each of the last N ISO weeks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub keep_weekly: Option<u32>,
-    /// `--keep-monthly`: ... of each of the last N months.
+    /// ... of each of the last N months.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub keep_monthly: Option<u32>,
-    /// `--keep-yearly`: ... of each of the last N years.
+    /// ... of each of the last N years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub keep_yearly: Option<u32>,
-    /// `--debris-grace-hours`: leave debris of interrupted backups alone until it is this old
-    /// (default 1), so a backup still running elsewhere is not mistaken for debris.
+    /// Leave debris of interrupted backups alone until it is this many hours old (default 1), so a
+    /// backup still running elsewhere is not mistaken for debris.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "HOURS"))]
     pub debris_grace_hours: Option<f64>,
-    /// `--dry-run`: report what would be deleted; delete nothing.
+    /// Report what would be deleted; delete nothing.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub dry_run: bool,
 }
 
 /// `freezer-worker verify`: check that stored backups are sound, and optionally that they restore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct VerifySpec {
-    /// `--backup-name`: name of the backup to verify.
+    /// Name of the backup to verify.
+    #[cfg_attr(feature = "clap", arg(long, short = 'N'))]
     pub backup_name: String,
-    /// `--container`: where the backups live within each storage; empty or
-    /// absent: each storage's own `container` from the worker's configuration.
+    /// Container: a directory (local, ssh) or `bucket/prefix` (s3) within each storage; empty or
+    /// absent: each configured storage's own `container`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            short = 'C',
+            env = "FREEZER_CONTAINER",
+            default_value = "",
+            hide_default_value = true
+        )
+    )]
     pub container: String,
-    /// `--storage`: names of storages in the worker's configuration; each is verified.
+    /// Storages: names from the worker's configuration (a task names nothing else); on the command
+    /// line also `local` (the default), `s3` or `ssh`. Each is verified.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', env = "FREEZER_STORAGE")
+    )]
     pub storage: Vec<String>,
-    /// `--hostname`: host part of the storage key (default: the worker's host name).
+    /// Host part of the storage key (default: the worker's `[daemon] hostname`, else the machine's
+    /// host name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_HOSTNAME"))]
     pub hostname: Option<String>,
-    /// `--restore-from-date`: verify the chain of the backup at or before this time (default: every
-    /// backup of the name).
+    /// Verify the chain of the backup at or before this time (default: every backup of the name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub restore_from_date: Option<String>,
-    /// Name of the key in the worker's configuration (replaces `--encrypt-pass-file`); without it
-    /// encrypted backups are checked for structure only.
+    /// Name of the encryption key in the worker's configuration (a task's replacement for
+    /// `--encrypt-pass-file`); without a key, encrypted backups are checked for structure only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = IDENT_PATTERN))]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub encrypt_key: Option<String>,
-    /// `--read-data`: read every segment: check its tag, decompress it, parse it against the index.
+    /// Read every segment: check its tag, decompress it, parse the archive against the index.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[cfg_attr(feature = "clap", arg(long, conflicts_with = "read_data_subset"))]
     pub read_data: bool,
-    /// `--read-data-subset`: read this percentage of segments (more than 0, at most 100), chosen at
-    /// random.
+    /// Read this percentage of segments (more than 0, at most 100), chosen at random.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PCT"))]
     pub read_data_subset: Option<f64>,
-    /// `--compare-to`: compare the backup's state with this live tree (absolute path on the
-    /// worker's machine).
+    /// Compare the backup's state (newest, or at `restore_from_date`) with this live tree
+    /// (absolute in a task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = ABS_PATH_PATTERN))]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
     pub compare_to: Option<PathBuf>,
-    /// `--download-limit`: bytes per second read from the storage (default: unlimited).
+    /// Download limit in bytes per second over all transfers (suffixes K, M, G; default: the
+    /// configuration's, else unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_DOWNLOAD_LIMIT"))]
     pub download_limit: Option<ByteSize>,
 }
 
 /// `freezer-worker list`: list the backups in a container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct ListSpec {
-    /// `--backup-name`: only this backup name.
+    /// Only this backup name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, short = 'N'))]
     pub backup_name: Option<String>,
-    /// `--container`: where the backups live within each storage; empty or
-    /// absent: each storage's own `container` from the worker's configuration.
+    /// Container: a directory (local, ssh) or `bucket/prefix` (s3) within each storage; empty or
+    /// absent: each configured storage's own `container`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            short = 'C',
+            env = "FREEZER_CONTAINER",
+            default_value = "",
+            hide_default_value = true
+        )
+    )]
     pub container: String,
-    /// `--storage`: names of storages in the worker's configuration; each is listed.
+    /// Storages: names from the worker's configuration (a task names nothing else); on the command
+    /// line also `local` (the default), `s3` or `ssh`. Each is listed.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_delimiter = ',', env = "FREEZER_STORAGE")
+    )]
     pub storage: Vec<String>,
-    /// `--hostname`: only this host's backups (default: every host's).
+    /// Only this host's backups (default: every host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, env = "FREEZER_HOSTNAME"))]
     pub hostname: Option<String>,
 }
 
@@ -428,11 +591,21 @@ impl TaskSpec {
 }
 
 impl BackupSpec {
-    /// Checks the rules of `freezer-worker backup`; see [`TaskSpec::validate`].
+    /// Checks the rules of `freezer-worker backup` for a task; see [`TaskSpec::validate`].
     pub fn validate(&self) -> Result<(), ContractError> {
-        check_abs_path("spec.path_to_backup", &self.path_to_backup)?;
+        self.validate_as(Author::Task)
+    }
+
+    /// Checks the rules of `freezer-worker backup` for `author` (see [`Author`]).
+    pub fn validate_as(&self, author: Author) -> Result<(), ContractError> {
+        check_path(author, "spec.path_to_backup", &self.path_to_backup)?;
         check_storage_key_part("spec.backup_name", &self.backup_name)?;
-        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        check_location(
+            author,
+            &self.container,
+            &self.storage,
+            self.hostname.as_deref(),
+        )?;
         let codec = self.compression.unwrap_or_default();
         if let Some(level) = self.compression_level {
             let range = codec.level_range();
@@ -470,6 +643,7 @@ impl BackupSpec {
             }
         }
         check_positive_size("spec.max_segment_size", self.max_segment_size)?;
+        check_segment_size("spec.max_segment_size", self.max_segment_size)?;
         for (i, glob) in self.exclude.iter().enumerate() {
             if glob.is_empty() || glob.contains('\0') {
                 return Err(ContractError::invalid(
@@ -479,36 +653,56 @@ impl BackupSpec {
             }
         }
         check_positive_size("spec.upload_limit", self.upload_limit)?;
-        check_queue_size(self.queue_size)?;
+        check_queue_size("spec.queue_size", self.queue_size)?;
         self.check_bounds()?;
         check_idents("spec.hooks", &self.hooks)
     }
 }
 
 impl RestoreSpec {
-    /// Checks the rules of `freezer-worker restore`; see [`TaskSpec::validate`].
+    /// Checks the rules of `freezer-worker restore` for a task; see [`TaskSpec::validate`].
     pub fn validate(&self) -> Result<(), ContractError> {
+        self.validate_as(Author::Task)
+    }
+
+    /// Checks the rules of `freezer-worker restore` for `author` (see [`Author`]).
+    pub fn validate_as(&self, author: Author) -> Result<(), ContractError> {
         check_storage_key_part("spec.backup_name", &self.backup_name)?;
-        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
-        check_abs_path("spec.restore_abs_path", &self.restore_abs_path)?;
+        check_location(
+            author,
+            &self.container,
+            &self.storage,
+            self.hostname.as_deref(),
+        )?;
+        check_path(author, "spec.restore_abs_path", &self.restore_abs_path)?;
         if let Some(date) = &self.restore_from_date {
             check_user_date("spec.restore_from_date", date)?;
         }
         check_optional_ident("spec.encrypt_key", self.encrypt_key.as_deref())?;
         check_positive_size("spec.download_limit", self.download_limit)?;
-        check_queue_size(self.queue_size)?;
+        check_queue_size("spec.queue_size", self.queue_size)?;
         check_rate("spec.download_limit", self.download_limit)?;
         check_idents("spec.hooks", &self.hooks)
     }
 }
 
 impl PruneSpec {
-    /// Checks the rules of `freezer-worker prune`; see [`TaskSpec::validate`].
+    /// Checks the rules of `freezer-worker prune` for a task; see [`TaskSpec::validate`].
     pub fn validate(&self) -> Result<(), ContractError> {
+        self.validate_as(Author::Task)
+    }
+
+    /// Checks the rules of `freezer-worker prune` for `author` (see [`Author`]).
+    pub fn validate_as(&self, author: Author) -> Result<(), ContractError> {
         if let Some(name) = &self.backup_name {
             check_storage_key_part("spec.backup_name", name)?;
         }
-        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        check_location(
+            author,
+            &self.container,
+            &self.storage,
+            self.hostname.as_deref(),
+        )?;
         check_non_negative("spec.remove_older_than", self.remove_older_than, "days")?;
         if let Some(date) = &self.remove_from_date {
             check_user_date("spec.remove_from_date", date)?;
@@ -519,10 +713,20 @@ impl PruneSpec {
 }
 
 impl VerifySpec {
-    /// Checks the rules of `freezer-worker verify`; see [`TaskSpec::validate`].
+    /// Checks the rules of `freezer-worker verify` for a task; see [`TaskSpec::validate`].
     pub fn validate(&self) -> Result<(), ContractError> {
+        self.validate_as(Author::Task)
+    }
+
+    /// Checks the rules of `freezer-worker verify` for `author` (see [`Author`]).
+    pub fn validate_as(&self, author: Author) -> Result<(), ContractError> {
         check_storage_key_part("spec.backup_name", &self.backup_name)?;
-        check_location(&self.container, &self.storage, self.hostname.as_deref())?;
+        check_location(
+            author,
+            &self.container,
+            &self.storage,
+            self.hostname.as_deref(),
+        )?;
         if let Some(date) = &self.restore_from_date {
             check_user_date("spec.restore_from_date", date)?;
         }
@@ -542,7 +746,7 @@ impl VerifySpec {
             }
         }
         if let Some(dir) = &self.compare_to {
-            check_abs_path("spec.compare_to", dir)?;
+            check_path(author, "spec.compare_to", dir)?;
         }
         check_positive_size("spec.download_limit", self.download_limit)?;
         check_rate("spec.download_limit", self.download_limit)
@@ -550,12 +754,22 @@ impl VerifySpec {
 }
 
 impl ListSpec {
-    /// Checks the rules of `freezer-worker list`; see [`TaskSpec::validate`].
+    /// Checks the rules of `freezer-worker list` for a task; see [`TaskSpec::validate`].
     pub fn validate(&self) -> Result<(), ContractError> {
+        self.validate_as(Author::Task)
+    }
+
+    /// Checks the rules of `freezer-worker list` for `author` (see [`Author`]).
+    pub fn validate_as(&self, author: Author) -> Result<(), ContractError> {
         if let Some(name) = &self.backup_name {
             check_storage_key_part("spec.backup_name", name)?;
         }
-        check_location(&self.container, &self.storage, self.hostname.as_deref())
+        check_location(
+            author,
+            &self.container,
+            &self.storage,
+            self.hostname.as_deref(),
+        )
     }
 }
 
@@ -593,21 +807,23 @@ fn json_type(v: &Value) -> &'static str {
 
 /// The options every kind shares: the container, the storages and the host.
 fn check_location(
+    author: Author,
     container: &str,
     storage: &[String],
     hostname: Option<&str>,
 ) -> Result<(), ContractError> {
-    if container.chars().any(char::is_control)
-        || Path::new(container)
+    let climbs = || {
+        Path::new(container)
             .components()
             .any(|c| c == Component::ParentDir)
-    {
+    };
+    if container.chars().any(char::is_control) || (author == Author::Task && climbs()) {
         return Err(ContractError::invalid(
             "spec.container",
             format!("{container:?} must be without control characters or '..'"),
         ));
     }
-    if storage.is_empty() {
+    if storage.is_empty() && author == Author::Task {
         return Err(ContractError::invalid(
             "spec.storage",
             "names no storage: give at least one storage name from the worker's configuration",
@@ -639,35 +855,22 @@ fn check_optional_ident(path: &str, name: Option<&str>) -> Result<(), ContractEr
     name.map_or(Ok(()), |n| check_ident(path, n))
 }
 
-/// Paths on the worker's machine must be absolute: a task has no working directory.
-fn check_abs_path(path: &str, p: &Path) -> Result<(), ContractError> {
-    if !p.is_absolute() || p.as_os_str().as_encoded_bytes().contains(&0) {
+/// Paths on the worker's machine: absolute in a task (a task has no working directory), any path
+/// without a NUL byte on a command line.
+fn check_path(author: Author, path: &str, p: &Path) -> Result<(), ContractError> {
+    if p.as_os_str().as_encoded_bytes().contains(&0) || p.as_os_str().is_empty() {
+        return Err(ContractError::invalid(
+            path,
+            format!("{} must be a path", p.display()),
+        ));
+    }
+    if author == Author::Task && !p.is_absolute() {
         return Err(ContractError::invalid(
             path,
             format!(
                 "{} must be an absolute path (a task has no working directory)",
                 p.display()
             ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_positive_size(path: &str, size: Option<ByteSize>) -> Result<(), ContractError> {
-    if size == Some(ByteSize(0)) {
-        return Err(ContractError::invalid(
-            path,
-            "must be more than 0 (leave it out for the default)",
-        ));
-    }
-    Ok(())
-}
-
-fn check_queue_size(n: Option<u32>) -> Result<(), ContractError> {
-    if n == Some(0) {
-        return Err(ContractError::invalid(
-            "spec.queue_size",
-            "must be at least 1 (leave it out for the default)",
         ));
     }
     Ok(())

@@ -357,6 +357,18 @@ fn spec_rules_follow_the_cli() {
         ("/spec/max_segment_size", json!(0), "spec.max_segment_size"),
         ("/spec/exclude", json!([""]), "spec.exclude[0]"),
         ("/spec/queue_size", json!(0), "spec.queue_size"),
+        ("/spec/queue_size", json!(257), "spec.queue_size"),
+        (
+            "/spec/max_segment_size",
+            json!("32K"),
+            "spec.max_segment_size",
+        ),
+        (
+            "/spec/max_segment_size",
+            json!("65M"),
+            "spec.max_segment_size",
+        ),
+        ("/spec/backup_name", json!("a\u{7}b"), "spec.backup_name"),
         ("/spec/encrypt_key", json!("/etc/key"), "spec.encrypt_key"),
         ("/spec/hooks", json!(["rm -rf /"]), "spec.hooks[0]"),
     ];
@@ -639,4 +651,23 @@ fn readme_examples_are_valid_messages() {
             TaskEnvelope::from_json(block.as_bytes()).unwrap();
         }
     }
+}
+
+#[test]
+fn a_command_line_may_give_relative_paths_a_climbing_container_and_no_storage() {
+    let mut spec = backup_spec();
+    spec.path_to_backup = "data".into();
+    spec.container = "../backups".into();
+    spec.storage.clear();
+    assert!(spec.validate_as(Author::CommandLine).is_ok());
+    let err = spec.validate().unwrap_err();
+    assert_eq!(err.path(), Some("spec.path_to_backup"));
+    spec.path_to_backup = "/data".into();
+    assert_eq!(spec.validate().unwrap_err().path(), Some("spec.container"));
+    spec.container.clear();
+    assert_eq!(spec.validate().unwrap_err().path(), Some("spec.storage"));
+    // Every other rule holds both ways.
+    spec.queue_size = Some(0);
+    let err = spec.validate_as(Author::CommandLine).unwrap_err();
+    assert_eq!(err.path(), Some("spec.queue_size"));
 }

@@ -122,16 +122,9 @@ fn run_sequence(
     (summaries, snaps)
 }
 
-fn ids(summaries: &[Value]) -> Vec<String> {
-    summaries
-        .iter()
-        .map(|s| s["backup_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Checks `list --json` against the expected (level, kind, parent index, chain index) per backup.
 fn check_list(fx: &Fixture, summaries: &[Value], expected: &[(u64, &str, Option<usize>, usize)]) {
-    let ids = ids(summaries);
+    let ids = backup_ids(summaries);
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "backup ids increase as text in time order: {ids:?}"

@@ -113,8 +113,9 @@ pub struct DaemonSection {
     /// milliseconds; 0 turns progress events off.
     #[serde(default = "default_progress_ms")]
     pub progress_interval_ms: u64,
-    /// The host part of storage keys (`<hostname>_<backup_name>`) for tasks that do not name one;
-    /// default: the machine's host name (set it where that is not stable, e.g. in containers).
+    /// The host part of storage keys (`<hostname>_<backup_name>`) for tasks and commands that do
+    /// not name one; default: the machine's host name (set it where that is not stable, e.g. in
+    /// containers).
     #[serde(default)]
     pub hostname: Option<String>,
 }
@@ -272,6 +273,14 @@ impl WorkerConfig {
                 return Err(Error::usage(format!(
                     "configuration {origin}: storage name {name:?} is reserved or contains ','; \
                      choose another name"
+                )));
+            }
+        }
+        if let Some(q) = config.transfer.queue_size {
+            let max = freezer_contracts::MAX_QUEUE_SIZE as usize;
+            if !(1..=max).contains(&q) {
+                return Err(Error::usage(format!(
+                    "configuration {origin}: [transfer] queue_size {q} must be 1 to {max}"
                 )));
             }
         }

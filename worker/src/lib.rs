@@ -1,5 +1,6 @@
 //! Freezer's worker: the backup engine (`engine`), its storage format (`manifest`, `index`,
-//! `crypto`, `codec`), storage backends (`storage`) and the standalone CLI's commands.
+//! `crypto`, `codec`), storage backends (`storage`), the one resolver of requests into engine
+//! options (`resolve`), the standalone CLI's commands (`cli`) and the daemon (`daemon`).
 
 pub mod catalog;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod list;
 pub mod lock;
 pub mod manifest;
 pub mod progress;
+pub mod resolve;
 pub mod retention;
 pub mod storage;
 pub mod timestamp;

@@ -1,30 +1,22 @@
 //! Runs one task's spec through the engine, exactly as the CLI would (DESIGN.md §1: the engine
-//! knows nothing of AMQP or Redis): names in the spec are resolved from the worker's
-//! configuration, storages are opened and the blocking engine runs on `spawn_blocking` (see
-//! [`super::offload`]: the S3 and SSH clients block on runtimes of their own), and its result
-//! or error becomes the task's final event status.
+//! knows nothing of AMQP or Redis): [`crate::resolve`] turns the spec into the engine's options
+//! (the same code the CLI calls), storages are opened and the blocking engine runs on
+//! `spawn_blocking` (see [`super::offload`]: the S3 and SSH clients block on runtimes of their
+//! own), and its result or error becomes the task's final event status.
 //!
 //! Backup and prune of a named backup hold the writer locks of [`super::lock`] (one per storage)
 //! while they run; backups record the fencing token and refuse to commit through the lock's
 //! commit guard.
 
 use super::lock::{LockError, LockSet};
+use super::offload;
 use super::unwind::{AbortOnDrop, ReleaseOnDrop};
 use super::Shared;
-use crate::codec::Codec;
-use crate::config::WorkerConfig;
-use crate::engine::backup::{self, BackupOptions};
-use crate::engine::prune::{self, PruneOptions};
-use crate::engine::restore::{self, RestoreOptions};
-use crate::engine::verify::{self, ReadData, VerifyOptions};
-use crate::engine::walk::Dereference;
+use crate::engine::{backup, prune, restore, verify};
 use crate::error::{Error, ErrorKind, Result};
-use crate::levels::LevelPolicy;
 use crate::progress::Counters;
-use crate::retention::KeepPolicy;
-use crate::storage::{Storage, StorageRequest, Transfer};
-use crate::timestamp::Timestamp;
-use freezer_contracts::{ByteSize, ErrorClass, EventStatus, TaskSpec};
+use crate::resolve::{self, Origin};
+use freezer_contracts::{ErrorClass, EventStatus, TaskSpec};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,29 +108,22 @@ async fn run(
             }
         }
         TaskSpec::Backup(s) => {
-            refuse_hooks(&s.hooks)?;
-            let host = host(shared, s.hostname.clone());
-            crate::cli::check_name("hostname", &host)?;
-            crate::cli::check_name("backup_name", &s.backup_name)?;
-            let codec = codec(s.compression.unwrap_or_default());
-            let level = s.compression_level.unwrap_or(codec.default_level());
-            codec.validate_level(level)?;
-            let pass = key(config, s.encrypt_key.as_deref())?;
-            let transfer = transfer(config, s.queue_size, s.upload_limit, None)?;
-            let storage = open(shared, &s.storage, &s.container, &transfer).await?;
-            let max_segment = s.max_segment_size.map_or(2 << 20, ByteSize::bytes);
-            // As the CLI: under an upload limit objects stay small enough for the limit to hold.
-            let max_segment = match transfer.upload_limit {
-                Some(limit) => max_segment.min(crate::storage::max_object_for(limit)),
-                None => max_segment,
-            };
-            let scopes = scopes(&s.storage, &s.container, &host, &s.backup_name);
-            let locks = if s.dry_run {
+            let plan = resolve::backup::resolve(s, config, &Origin::Task)?;
+            let scopes = plan.lock_scopes();
+            let c = counters.clone();
+            let mut opts = offload::open(
+                shared,
+                move |config| plan.open(config, false, c),
+                |o| &mut o.storage,
+            )
+            .await?;
+            let locks = if opts.dry_run {
                 None
             } else {
                 Some(lock(shared, scopes, patience).await?)
             };
-            let guard: Option<backup::CommitGuard> = locks.as_ref().map(|l| {
+            opts.fencing_token = locks.as_ref().and_then(LockSet::fence);
+            opts.commit_guard = locks.as_ref().map(|l| {
                 let l = l.clone();
                 let handle = tokio::runtime::Handle::current();
                 Arc::new(move || {
@@ -147,113 +132,42 @@ async fn run(
                         .map_err(|m| Error::new(ErrorKind::Locked, m))
                 }) as backup::CommitGuard
             });
-            let opts = BackupOptions {
-                path_to_backup: s.path_to_backup.clone(),
-                storage,
-                queue_size: transfer.queue_size,
-                backup_name: s.backup_name.clone(),
-                hostname: host,
-                codec,
-                level,
-                pass,
-                policy: LevelPolicy {
-                    no_incremental: s.no_incremental,
-                    max_level: s.max_level,
-                    always_level: s.always_level,
-                    restart_days: s.restart_always_level,
-                },
-                max_segment_size: usize::try_from(max_segment).unwrap_or(usize::MAX),
-                excludes: s.exclude.clone(),
-                dereference: deref(s.dereference_symlink.unwrap_or_default()),
-                dry_run: s.dry_run,
-                progress: false,
-                fencing_token: locks.as_ref().and_then(LockSet::fence),
-                commit_guard: guard,
-                counters: counters.clone(),
-            };
             let r = locked(shared, locks, cancel, move || backup::backup(&opts)).await?;
             let code = if r.unreadable > 0 { 3 } else { 0 };
             let (read, stored) = (r.bytes_read, r.bytes_stored);
             Ok(succeeded(to_json(&r), code, read, stored))
         }
         TaskSpec::Restore(s) => {
-            refuse_hooks(&s.hooks)?;
-            let transfer = transfer(config, s.queue_size, None, s.download_limit)?;
-            let opts = RestoreOptions {
-                storage: open(shared, &s.storage, &s.container, &transfer).await?,
-                queue_size: transfer.queue_size,
-                backup_name: s.backup_name.clone(),
-                hostname: host(shared, s.hostname.clone()),
-                target: s.restore_abs_path.clone(),
-                date: date(s.restore_from_date.as_deref())?,
-                overwrite: s.overwrite,
-                pass: key(config, s.encrypt_key.as_deref())?,
-                dry_run: s.dry_run,
-                progress: false,
-                counters: counters.clone(),
-            };
+            let plan = resolve::restore::resolve(s, config, &Origin::Task)?;
+            let c = counters.clone();
+            let opts = offload::open(
+                shared,
+                move |config| plan.open(config, false, c),
+                |o| &mut o.storage,
+            )
+            .await?;
             let r = blocking(move || restore::restore(&opts)).await?;
             let written = r.bytes_written;
             Ok(succeeded(to_json(&r), 0, 0, written))
         }
         TaskSpec::Prune(s) => {
-            let transfer = transfer(config, None, None, None)?;
-            let storage = open(shared, &s.storage, &s.container, &transfer).await?;
-            let host = match (&s.backup_name, s.hostname.clone()) {
-                (Some(_), h) => Some(host(shared, h)),
-                (None, h) => h,
-            };
+            let plan = resolve::prune::resolve(s, config, &Origin::Task)?;
+            let scopes = plan.lock_scopes().filter(|_| !plan.dry_run);
+            let opts =
+                offload::open(shared, move |config| plan.open(config), |o| &mut o.storage).await?;
             // Prune of one name takes its lock (fails fast as `locked` while a backup of it
-            // runs). A prune of every name in a container takes none: it deletes only what
-            // retention lets go and debris older than the grace period, never a running
-            // backup's fresh segments.
-            let locks = match (&s.backup_name, &host, s.dry_run) {
-                (Some(name), Some(h), false) => {
-                    Some(lock(shared, scopes(&s.storage, &s.container, h, name), patience).await?)
-                }
-                _ => None,
-            };
-            let opts = PruneOptions {
-                storage,
-                backup_name: s.backup_name.clone(),
-                hostname: host,
-                policy: KeepPolicy {
-                    older_than_days: s.remove_older_than,
-                    before: s
-                        .remove_from_date
-                        .as_deref()
-                        .map(Timestamp::parse_user_date_start)
-                        .transpose()?,
-                    last: s.keep_last,
-                    hourly: s.keep_hourly,
-                    daily: s.keep_daily,
-                    weekly: s.keep_weekly,
-                    monthly: s.keep_monthly,
-                    yearly: s.keep_yearly,
-                },
-                debris_grace_hours: s.debris_grace_hours.unwrap_or(1.0),
-                dry_run: s.dry_run,
+            // runs); a prune of every name in a container takes none (see `lock_scopes`).
+            let locks = match scopes {
+                Some(scopes) => Some(lock(shared, scopes, patience).await?),
+                None => None,
             };
             let r = locked(shared, locks, cancel, move || prune::prune(&opts)).await?;
             Ok(succeeded(to_json(&r), 0, 0, 0))
         }
         TaskSpec::Verify(s) => {
-            let transfer = transfer(config, None, None, s.download_limit)?;
-            let read = match (s.read_data, s.read_data_subset) {
-                (true, _) => ReadData::All,
-                (false, Some(p)) => ReadData::Subset(p),
-                (false, None) => ReadData::None,
-            };
-            let opts = VerifyOptions {
-                storage: open(shared, &s.storage, &s.container, &transfer).await?,
-                queue_size: transfer.queue_size,
-                hostname: host(shared, s.hostname.clone()),
-                backup_name: s.backup_name.clone(),
-                date: date(s.restore_from_date.as_deref())?,
-                pass: key(config, s.encrypt_key.as_deref())?,
-                read,
-                compare_to: s.compare_to.clone(),
-            };
+            let plan = resolve::verify::resolve(s, config, &Origin::Task)?;
+            let opts =
+                offload::open(shared, move |config| plan.open(config), |o| &mut o.storage).await?;
             let r = blocking(move || verify::verify(&opts)).await?;
             if !r.sound {
                 return Err(Error::integrity(format!(
@@ -265,10 +179,9 @@ async fn run(
             Ok(succeeded(to_json(&r), code, 0, 0))
         }
         TaskSpec::List(s) => {
-            let transfer = transfer(config, None, None, None)?;
-            let storage = open(shared, &s.storage, &s.container, &transfer).await?;
-            let name = s.backup_name.clone();
-            let host = s.hostname.clone();
+            let plan = resolve::list::resolve(s, config, &Origin::Task)?;
+            let (name, host) = (plan.backup_name.clone(), plan.hostname.clone());
+            let storage = offload::open(shared, move |config| plan.open(config), |s| s).await?;
             let (rows, _damaged) =
                 blocking(move || crate::list::list(&*storage, name.as_deref(), host.as_deref()))
                     .await?;
@@ -277,100 +190,8 @@ async fn run(
     }
 }
 
-/// The host part of storage keys: the task's `hostname`, else the worker's `[daemon] hostname`,
-/// else this machine's host name.
-fn host(shared: &Shared, given: Option<String>) -> String {
-    crate::cli::hostname(given.or_else(|| shared.daemon.hostname.clone()))
-}
-
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-}
-
-fn refuse_hooks(hooks: &[String]) -> Result<()> {
-    if hooks.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::usage("hooks are not available in this build"))
-    }
-}
-
-fn codec(c: freezer_contracts::Compression) -> Codec {
-    use freezer_contracts::Compression as C;
-    match c {
-        C::Zstd => Codec::Zstd,
-        C::Gzip => Codec::Gzip,
-        C::Bzip2 => Codec::Bzip2,
-        C::Xz => Codec::Xz,
-        C::None => Codec::None,
-    }
-}
-
-fn deref(d: freezer_contracts::Dereference) -> Dereference {
-    use freezer_contracts::Dereference as D;
-    match d {
-        D::None => Dereference::None,
-        D::Soft => Dereference::Soft,
-        D::Hard => Dereference::Hard,
-        D::All => Dereference::All,
-    }
-}
-
-fn date(s: Option<&str>) -> Result<Option<Timestamp>> {
-    s.map(Timestamp::parse_user_date).transpose()
-}
-
-/// The passphrase of the key named in a task (never the passphrase itself: tasks carry names).
-fn key(config: &WorkerConfig, name: Option<&str>) -> Result<Option<Vec<u8>>> {
-    name.map(|n| crate::crypto::read_pass_file(config.key_file(n)?))
-        .transpose()
-}
-
-/// Transfer settings: the spec's over the configuration's, as flags over the file in the CLI.
-fn transfer(
-    config: &WorkerConfig,
-    queue_size: Option<u32>,
-    upload: Option<ByteSize>,
-    download: Option<ByteSize>,
-) -> Result<Transfer> {
-    Transfer::merge(
-        &config.transfer,
-        queue_size.map(|q| q as usize),
-        upload.map(ByteSize::bytes),
-        download.map(ByteSize::bytes),
-    )
-}
-
-/// Opens the named storages on the blocking pool, as a storage that is never dropped on the
-/// runtime (see [`super::offload`]).
-async fn open(
-    shared: &Arc<Shared>,
-    names: &[String],
-    container: &str,
-    transfer: &Transfer,
-) -> Result<Arc<dyn Storage>> {
-    // Tasks name configured storages only: a bare backend kind would let a task pick any
-    // directory or bucket the worker can reach.
-    for n in names {
-        if !shared.config.storages.contains_key(n) {
-            return Err(Error::usage(format!(
-                "unknown storage {n:?}: not in this worker's configuration"
-            )));
-        }
-    }
-    let request = StorageRequest {
-        names: names.to_vec(),
-        // Empty: each named storage's own container.
-        container: (!container.is_empty()).then(|| container.to_string()),
-    };
-    super::offload::open(shared.clone(), request, transfer.clone()).await
-}
-
-fn scopes(storages: &[String], container: &str, host: &str, name: &str) -> Vec<String> {
-    storages
-        .iter()
-        .map(|s| freezer_contracts::lock_scope(s, container, host, name))
-        .collect()
 }
 
 /// Takes the writer locks, retrying a busy lock for up to `patience`.

@@ -138,7 +138,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         check_ident("daemon.pools", p).map_err(|e| Error::usage(e.to_string()))?;
     }
     if let Some(h) = &daemon.hostname {
-        crate::cli::check_name("daemon.hostname", h)?;
+        freezer_contracts::check_storage_key_part("daemon.hostname", h)
+            .map_err(|e| Error::usage(e.to_string()))?;
     }
     let mut queues = vec![node_queue(&daemon.node)];
     queues.extend(daemon.pools.iter().map(|p| pool_queue(p)));

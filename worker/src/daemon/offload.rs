@@ -10,27 +10,29 @@
 //! the backend's runtime is shut down where blocking is allowed.
 
 use super::Shared;
+use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
-use crate::storage::{NameLock, ObjectInfo, Storage, StorageRequest, Transfer};
+use crate::storage::{NameLock, ObjectInfo, Storage};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Opens the storages of `request` on the blocking pool (some backends block while they are
-/// created) and wraps them in an [`OffRuntime`].
-pub async fn open(
-    shared: Arc<Shared>,
-    request: StorageRequest,
-    transfer: Transfer,
-) -> Result<Arc<dyn Storage>> {
-    let opened = tokio::task::spawn_blocking(move || {
-        crate::storage::open(&shared.config, &request, &transfer, &|v| {
-            std::env::var(v).ok()
-        })
-        .map(OffRuntime::new)
+/// Runs `open` (which opens storages: a plan of [`crate::resolve`]) on the blocking pool with
+/// the worker's configuration, and replaces the storage that `storage` points at in its result
+/// with an [`OffRuntime`] before the result reaches the runtime.
+pub async fn open<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    open: impl FnOnce(&WorkerConfig) -> Result<T> + Send + 'static,
+    storage: impl FnOnce(&mut T) -> &mut Arc<dyn Storage> + Send + 'static,
+) -> Result<T> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut opened = open(&shared.config)?;
+        let s = storage(&mut opened);
+        *s = Arc::new(OffRuntime::new(s.clone()));
+        Ok(opened)
     })
     .await
-    .map_err(|e| Error::failure(format!("opening the storage panicked: {e}")))??;
-    Ok(Arc::new(opened))
+    .map_err(|e| Error::failure(format!("opening the storage panicked: {e}")))?
 }
 
 /// A storage that is never dropped on an asynchronous thread: see the module documentation.

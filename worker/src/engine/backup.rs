@@ -105,8 +105,9 @@ pub struct BackupReport {
     pub warnings: Vec<String>,
 }
 
-/// Smallest accepted `--max-segment-size`.
-pub const MIN_SEGMENT_SIZE: usize = 64 * 1024;
+/// Smallest segment size the engine accepts: the contracts' bound, which the resolver checks for
+/// every request; the engine checks it again because its chunking needs the room.
+pub const MIN_SEGMENT_SIZE: usize = freezer_contracts::MIN_SEGMENT_SIZE as usize;
 
 /// Raw chunk size that keeps a compressed segment under `max_segment_size` even for data that
 /// does not compress.
@@ -123,7 +124,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
     let start_time = Timestamp::now();
     if opts.max_segment_size < MIN_SEGMENT_SIZE {
         return Err(Error::usage(format!(
-            "--max-segment-size must be at least {MIN_SEGMENT_SIZE}"
+            "max_segment_size must be at least {MIN_SEGMENT_SIZE}"
         )));
     }
     let source = std::path::absolute(&opts.path_to_backup)

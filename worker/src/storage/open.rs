@@ -23,7 +23,7 @@ pub const DEFAULT_QUEUE_SIZE: usize = 4;
 pub const DEFAULT_DOWNLOAD_QUEUE_SIZE: usize = 16;
 
 /// Transfer settings of one run, after the configuration and the flags are merged.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transfer {
     /// How temporary failures are retried.
     pub retry: RetryPolicy,

@@ -82,10 +82,10 @@ impl Clock for SystemClock {
 }
 
 /// Parses a `--upload-limit`/`--download-limit` value in bytes per second: `10M`, `512K`, `1G`
-/// or plain bytes, binary multiples as for sizes ([`crate::cli::parse_size`]). Zero is refused:
-/// "no limit" is the absence of the option.
+/// or plain bytes, binary multiples as for sizes ([`freezer_contracts::ByteSize`]). Zero is
+/// refused: "no limit" is the absence of the option.
 pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
-    match crate::cli::parse_size(s)? {
+    match freezer_contracts::ByteSize::parse(s)?.bytes() {
         0 => Err(format!(
             "invalid rate {:?}: must be above 0 bytes per second (omit the option for no limit)",
             s.trim()
