@@ -93,7 +93,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
         echo "warning: prometheus is missing and we are not root: the metrics test will fail" >&2
     fi
 fi
-# RabbitMQ and Redis run on the machine already (shared/SERVICES.md); start whichever stopped.
+# RabbitMQ and Redis run on the machine already (Debian packages, started before a session); start whichever stopped.
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
     echo "starting redis-server"
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \

@@ -1,4 +1,4 @@
-//! Names and values the workers and the dispatcher share in Redis (DESIGN.md §5): key names under
+//! Names and values the workers and the dispatcher share in Redis (ARCHITECTURE.md §5): key names under
 //! the `freezer:` prefix and the task states. Pure string functions, no Redis client: both binaries
 //! build the same key from the same parts, and ops can find a key by reading this page.
 
@@ -89,8 +89,8 @@ pub fn task_key(task_id: &TaskId) -> String {
 }
 
 /// What one writer lock protects: one backup name on one storage, `<storage>/<container>/<host>_<name>`
-/// (DESIGN.md §5's `<storage>/<host>_<name>`, where the storage's place includes the container, as
-/// the storage layout of DESIGN.md §2 does). `storage` is the storage's name in the workers'
+/// (ARCHITECTURE.md §5's `<storage>/<host>_<name>`, where the storage's place includes the container, as
+/// the storage layout of ARCHITECTURE.md §2 does). `storage` is the storage's name in the workers'
 /// configuration, which must designate the same place on every worker.
 pub fn lock_scope(storage: &str, container: &str, hostname: &str, backup_name: &str) -> String {
     format!("{storage}/{container}/{hostname}_{backup_name}")

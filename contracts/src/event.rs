@@ -16,7 +16,7 @@ use crate::{check_version, check_version_first, parse_object, SCHEMA_VERSION};
 const MAX_ECHOED_ID: usize = 200;
 
 /// Why a task failed, in the classes the dispatcher acts on differently: retry later, or stop and
-/// tell someone. Mirrors the exit codes of DESIGN.md §6 where one exists.
+/// tell someone. Mirrors the exit codes of ARCHITECTURE.md §6 where one exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
@@ -47,7 +47,7 @@ impl ErrorClass {
         )
     }
 
-    /// The wire name, for metric labels (a bounded set, as DESIGN.md §6 wants).
+    /// The wire name, for metric labels (a bounded set, as ARCHITECTURE.md §6 wants).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Permanent => "permanent",
@@ -81,7 +81,7 @@ pub enum EventStatus {
     },
     /// The task finished successfully.
     Succeeded {
-        /// 0, or 3 when a backup was written but some files could not be read (DESIGN.md §6).
+        /// 0, or 3 when a backup was written but some files could not be read (ARCHITECTURE.md §6).
         exit_code: i32,
         /// What the CLI prints with `--json` for this kind (`{}` for noop), recorded as the
         /// task's result.
@@ -91,7 +91,7 @@ pub enum EventStatus {
     Failed {
         /// What kind of failure, which decides whether the dispatcher retries.
         error_class: ErrorClass,
-        /// The CLI exit code the same failure would have given (DESIGN.md §6), e.g. 11 for locked.
+        /// The CLI exit code the same failure would have given (ARCHITECTURE.md §6), e.g. 11 for locked.
         exit_code: i32,
         /// Human-readable reason, naming the object concerned; never contains secrets.
         reason: String,

@@ -1,4 +1,4 @@
-//! The wire contract of the Freezer fleet (DESIGN.md §4, §5): what `freezer-dispatcher` and
+//! The wire contract of the Freezer fleet (ARCHITECTURE.md §4, §5): what `freezer-dispatcher` and
 //! `freezer-worker` send each other through RabbitMQ and Redis.
 //!
 //! Both binaries depend on this crate and it depends on no I/O crate (it reads no clock, no random

@@ -3,7 +3,7 @@
 //! sent over the wire and adding an option is one field, one doc comment and one default.
 //!
 //! Field names are the long option names in snake_case (`--path-to-backup` is `path_to_backup`).
-//! Three differences are deliberate, because **tasks carry no secrets** (DESIGN.md §4):
+//! Three differences are deliberate, because **tasks carry no secrets** (ARCHITECTURE.md §4):
 //!
 //! - `storage` in a task is a list of storage *names* from the worker's configuration, which holds
 //!   the endpoints and credentials (on the command line it may also be a backend kind).

@@ -98,7 +98,7 @@ pub enum SessionPolicy {
 
 /// Membership of a task in a session: several nodes that act together (e.g. back up a database
 /// cluster at once, or restore it to one point in time). The members meet at a barrier keyed by `id`
-/// and `tag` before starting (DESIGN.md §5).
+/// and `tag` before starting (ARCHITECTURE.md §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Session {
     /// Session id, shared by all members' tasks of one session run.

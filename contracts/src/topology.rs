@@ -1,4 +1,4 @@
-//! RabbitMQ names (DESIGN.md §4): defined once here so the dispatcher, the workers and ops tooling
+//! RabbitMQ names (ARCHITECTURE.md §4): defined once here so the dispatcher, the workers and ops tooling
 //! cannot disagree about where a message goes.
 
 /// Direct exchange the dispatcher publishes tasks to; routing keys are queue names

@@ -1,13 +1,15 @@
-//! RabbitMQ for the dispatcher: the topology (the worker's [`declare`], so both sides declare the
-//! same queues with the same arguments), publishing tasks with confirms, and a feed of events
+//! RabbitMQ for the dispatcher: the topology (the fleet's [`declare`], so the workers and the
+//! dispatcher declare the same queues with the same arguments), publishing tasks with confirms, and a feed of events
 //! from a queue to a broadcast channel that every waiting run (or `publish --wait`) subscribes to.
 
+use crate::error::{Error, Result};
 use freezer_contracts::{Event, TaskEnvelope, EVENTS_EXCHANGE, TASKS_EXCHANGE};
-use freezer_worker::daemon::amqp::{declare, Outgoing, Publisher};
+use freezer_fleet::amqp::{declare, Outgoing, Publisher};
+use freezer_fleet::Keys;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use redis::aio::ConnectionManager;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -42,35 +44,6 @@ impl Default for Bus {
     }
 }
 
-/// Connects to `url` within 10 s.
-pub async fn connect(url: &str) -> Result<Connection, String> {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    .map_err(|_| format!("cannot connect to the broker at {}: timed out", redact(url)))?
-    .map_err(|e| format!("cannot connect to the broker at {}: {e}", redact(url)))
-}
-
-/// Closes `conn`, giving up after 2 s (a close that waits for a broker that does not answer
-/// must not hold up a shutdown or a change of leader).
-pub async fn close(conn: Connection) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "closing".into())).await;
-}
-
-/// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl Bus {
     /// A bus with no connection yet.
     pub fn new() -> Arc<Bus> {
@@ -83,14 +56,14 @@ impl Bus {
     }
 
     /// Declares the topology on `conn` and publishes through it from now on.
-    pub async fn attach(&self, conn: &Connection) -> Result<(), String> {
-        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    pub async fn attach(&self, conn: &Connection) -> Result<()> {
+        let ch = conn.create_channel().await?;
         declare(&ch, &[], DELIVERY_LIMIT)
             .await
-            .map_err(|e| format!("cannot declare the topology: {e}"))?;
+            .map_err(|e| Error::broker_from("cannot declare the topology", e))?;
         self.declared.lock().unwrap().clear();
         *self.declare_ch.write().await = Some(ch);
-        self.publisher.attach(conn).await.map_err(|e| e.to_string())
+        Ok(self.publisher.attach(conn).await?)
     }
 
     /// Forgets the connection (it failed or is being closed).
@@ -101,8 +74,8 @@ impl Bus {
 
     /// Declares the durable `queue` bound to `freezer.events` with `task.#` (the dispatchers'
     /// shared events queue).
-    pub async fn declare_events_queue(conn: &Connection, queue: &str) -> Result<(), String> {
-        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    pub async fn declare_events_queue(conn: &Connection, queue: &str) -> Result<()> {
+        let ch = conn.create_channel().await?;
         let mut args = FieldTable::default();
         args.insert(
             "x-max-length".into(),
@@ -118,7 +91,9 @@ impl Bus {
         };
         ch.queue_declare(queue.into(), opts, args)
             .await
-            .map_err(|e| format!("cannot declare the events queue {queue}: {e}"))?;
+            .map_err(|e| {
+                Error::broker_from(format!("cannot declare the events queue {queue}"), e)
+            })?;
         bind(&ch, queue, "task.#").await?;
         let _ = ch.close(200, "declared".into()).await;
         Ok(())
@@ -129,8 +104,8 @@ impl Bus {
     pub async fn private_events_queue(
         conn: &Connection,
         pattern: &str,
-    ) -> Result<(Channel, String), String> {
-        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    ) -> Result<(Channel, String)> {
+        let ch = conn.create_channel().await?;
         let opts = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -139,7 +114,7 @@ impl Bus {
         let q = ch
             .queue_declare("".into(), opts, FieldTable::default())
             .await
-            .map_err(|e| format!("cannot declare an events queue: {e}"))?;
+            .map_err(|e| Error::broker_from("cannot declare an events queue", e))?;
         let name = q.name().to_string();
         bind(&ch, &name, pattern).await?;
         Ok((ch, name))
@@ -147,7 +122,7 @@ impl Bus {
 
     /// Consumes `queue` on `ch` and broadcasts every valid event until the consumer ends (the
     /// connection failed or the channel closed). Invalid events are acknowledged and dropped.
-    pub async fn feed(&self, ch: &Channel, queue: &str) -> Result<(), String> {
+    pub async fn feed(&self, ch: &Channel, queue: &str) -> Result<()> {
         let mut consumer = ch
             .basic_consume(
                 queue.into(),
@@ -156,9 +131,9 @@ impl Bus {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| format!("cannot consume {queue}: {e}"))?;
+            .map_err(|e| Error::broker_from(format!("cannot consume {queue}"), e))?;
         while let Some(d) = consumer.next().await {
-            let d = d.map_err(|e| e.to_string())?;
+            let d = d?;
             match Event::from_json(&d.data) {
                 Ok(e) => {
                     let _ = self.events.send(Arc::new(e));
@@ -167,7 +142,7 @@ impl Bus {
             }
             let _ = d.acker.ack(BasicAckOptions::default()).await;
         }
-        Err(format!("the consumer of {queue} ended"))
+        Err(Error::broker(format!("the consumer of {queue} ended")))
     }
 
     /// Publishes `task` to `queue` with a confirm: declares the queue first (as the workers do),
@@ -177,15 +152,18 @@ impl Bus {
     pub async fn publish_task(
         &self,
         redis: &mut ConnectionManager,
-        prefix: &str,
+        keys: &Keys,
         queue: &str,
         task: &TaskEnvelope,
         give_up: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         self.ensure_queue(queue).await?;
-        record_queued(redis, prefix, queue, task)
+        record_queued(redis, keys, queue, task)
             .await
-            .map_err(|e| format!("cannot record task {} in Redis: {e}", task.task_id))?;
+            .map_err(Error::redis(format!(
+                "cannot record task {} in Redis",
+                task.task_id
+            )))?;
         let body = task.to_json();
         let id = task.task_id.to_string();
         self.publisher
@@ -200,10 +178,15 @@ impl Bus {
                 give_up,
             )
             .await
-            .map_err(|e| format!("task {id} to {queue} not confirmed by the broker: {e}"))
+            .map_err(|e| {
+                Error::broker_from(
+                    format!("task {id} to {queue} not confirmed by the broker"),
+                    e,
+                )
+            })
     }
 
-    async fn ensure_queue(&self, queue: &str) -> Result<(), String> {
+    async fn ensure_queue(&self, queue: &str) -> Result<()> {
         if self.declared.lock().unwrap().contains(queue) {
             return Ok(());
         }
@@ -214,20 +197,20 @@ impl Bus {
                 break ch;
             }
             if waited >= Duration::from_secs(30) {
-                return Err("no connection to the broker".into());
+                return Err(Error::broker("no connection to the broker"));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             waited += Duration::from_millis(200);
         };
         declare(&ch, &[queue.to_string()], DELIVERY_LIMIT)
             .await
-            .map_err(|e| format!("cannot declare {queue}: {e}"))?;
+            .map_err(|e| Error::broker_from(format!("cannot declare {queue}"), e))?;
         self.declared.lock().unwrap().insert(queue.to_string());
         Ok(())
     }
 }
 
-async fn bind(ch: &Channel, queue: &str, pattern: &str) -> Result<(), String> {
+async fn bind(ch: &Channel, queue: &str, pattern: &str) -> Result<()> {
     ch.queue_bind(
         queue.into(),
         EVENTS_EXCHANGE.into(),
@@ -236,7 +219,12 @@ async fn bind(ch: &Channel, queue: &str, pattern: &str) -> Result<(), String> {
         FieldTable::default(),
     )
     .await
-    .map_err(|e| format!("cannot bind {queue} to {EVENTS_EXCHANGE} with {pattern}: {e}"))
+    .map_err(|e| {
+        Error::broker_from(
+            format!("cannot bind {queue} to {EVENTS_EXCHANGE} with {pattern}"),
+            e,
+        )
+    })
 }
 
 const RECORD_QUEUED: &str = r#"
@@ -247,22 +235,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[7])
 return 1
 "#;
 
-/// Creates the task record with state `queued` (see [`crate::keys`]); a record that exists (the
+/// Creates the task record with state `queued` (see [`freezer_fleet::keys`]); a record that exists (the
 /// task was published before, or already runs) is left alone.
 async fn record_queued(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     queue: &str,
     task: &TaskEnvelope,
 ) -> redis::RedisResult<()> {
-    let now = crate::now();
+    let now = freezer_fleet::clock::now();
     let until_expiry = task
         .expires_at
         .map_or(0, |e| e.unix_seconds() - now.unix_seconds())
         .max(0) as u64;
     let ttl = until_expiry + 86_400;
     redis::Script::new(RECORD_QUEUED)
-        .key(crate::keys::task(prefix, task.task_id.as_str()))
+        .key(keys.task(task.task_id.as_str()))
         .arg(queue)
         .arg(&task.job_id)
         .arg(&task.run_id)
@@ -273,16 +261,4 @@ async fn record_queued(
         .invoke_async::<i64>(redis)
         .await
         .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact("amqp://guest:secret@h:5672/%2f"),
-            "amqp://guest:***@h:5672/%2f"
-        );
-        assert_eq!(super::redact("redis://h:6379/"), "redis://h:6379/");
-    }
 }

@@ -59,6 +59,13 @@ pub struct DispatcherSection {
     pub events_queue: String,
 }
 
+impl DispatcherSection {
+    /// The Redis key names under [`DispatcherSection::key_prefix`].
+    pub fn keys(&self) -> freezer_fleet::Keys {
+        freezer_fleet::Keys::new(self.key_prefix.clone())
+    }
+}
+
 impl Default for DispatcherSection {
     fn default() -> Self {
         toml::from_str("").expect("every field has a default")
@@ -96,19 +103,20 @@ fn default_events_queue() -> String {
 
 impl DispatcherConfig {
     /// Reads `path`; a missing default file gives the defaults, a missing named file is an error.
-    pub fn load(path: Option<&Path>) -> Result<DispatcherConfig, String> {
+    pub fn load(path: Option<&Path>) -> crate::Result<DispatcherConfig> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from("/etc/freezer/dispatcher.toml"), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| crate::Error::setting_from(path.display().to_string(), e)),
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(DispatcherConfig {
                     dispatcher: DispatcherSection::default(),
                 })
             }
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(crate::Error::setting_from(path.display().to_string(), e)),
         }
     }
 }

@@ -27,13 +27,13 @@ pub async fn jobs_command(cfg: &DispatcherSection, json: bool) -> (String, bool)
     let known = tokio::time::timeout(REDIS_PATIENCE, async {
         let client = redis::Client::open(cfg.redis_url.as_str()).ok()?;
         let mut redis = client.get_multiplexed_async_connection().await.ok()?;
-        let fired = crate::scheduler::read_last_fired(&mut redis, &cfg.key_prefix, &ids)
+        let fired = crate::scheduler::read_last_fired(&mut redis, &cfg.keys(), &ids)
             .await
             .ok()?;
         let mut results = HashMap::new();
         for id in &ids {
             let newest: Option<String> = redis::cmd("LINDEX")
-                .arg(crate::keys::history(&cfg.key_prefix, id))
+                .arg(cfg.keys().history(id))
                 .arg(0)
                 .query_async(&mut redis)
                 .await
@@ -48,7 +48,7 @@ pub async fn jobs_command(cfg: &DispatcherSection, json: bool) -> (String, bool)
     .ok()
     .flatten();
     let (last, results) = known.unwrap_or_default();
-    let mut r = report(&set, &last, crate::scheduler::now());
+    let mut r = report(&set, &last, freezer_fleet::clock::now());
     for row in &mut r.jobs {
         row.last_result = results.get(&row.id).cloned();
     }

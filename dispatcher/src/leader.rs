@@ -1,4 +1,4 @@
-//! Which dispatcher schedules: a leader lease in Redis (DESIGN.md §5).
+//! Which dispatcher schedules: a leader lease in Redis (ARCHITECTURE.md §5).
 //!
 //! Every dispatcher runs [`spawn`]; at most one of them holds the lease
 //! `<prefix>dispatcher:leader` (value: its id) and reports `true` on its channel. The others
@@ -22,7 +22,8 @@
 //! The scheduler is not the only guard: each run is claimed with a compare-and-set in Redis
 //! ([`crate::scheduler`]), so even a leader acting on a stale flag cannot publish a run twice.
 
-use freezer_worker::daemon::state::COMPARE_AND_DELETE;
+use freezer_fleet::scripts::compare_and_delete;
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::future::Future;
@@ -37,11 +38,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 "#;
-
-/// The Redis key of the lease.
-pub fn leader_key(prefix: &str) -> String {
-    format!("{prefix}dispatcher:leader")
-}
 
 /// How often a standby tries to take the lease: a quarter of it, at most 1 s.
 pub fn retry_interval(lease: Duration) -> Duration {
@@ -72,7 +68,7 @@ pub fn spawn(
     let (tx, rx) = watch::channel(false);
     let elector = Elector {
         redis,
-        key: leader_key(prefix),
+        key: Keys::new(prefix).leader(),
         id: id.to_string(),
         lease: lease.max(Duration::from_millis(30)),
         flag: StepDownOnDrop(tx),
@@ -187,10 +183,7 @@ impl Elector {
     async fn release(&self) {
         let r = timeout(
             self.lease,
-            Script::new(COMPARE_AND_DELETE)
-                .key(&self.key)
-                .arg(&self.id)
-                .invoke_async::<i64>(&mut self.redis.clone()),
+            compare_and_delete(&mut self.redis.clone(), &self.key, &self.id),
         )
         .await;
         if !matches!(r, Ok(Ok(_))) {

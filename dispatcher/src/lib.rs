@@ -1,9 +1,9 @@
 //! The dispatcher as a library: `freezer-dispatcher` (src/main.rs) is its command line, and the
 //! end-to-end tests drive the same modules in-process.
 //!
-//! It shares the worker's RabbitMQ topology and confirming publisher
-//! (`freezer_worker::daemon::amqp`), so both sides declare the same queues with the same
-//! arguments.
+//! It shares with the workers, through the `freezer_fleet` crate, the RabbitMQ topology and
+//! confirming publisher (so both sides declare the same queues with the same arguments), the Redis
+//! key names and scripts, the clock and the `/metrics` endpoint; it does not depend on the worker.
 //!
 //! Scheduling, as `serve` wires it:
 //!
@@ -17,26 +17,24 @@
 //! Running:
 //!
 //! - [`runs`]: the run engine ([`runs::drive`]): due runs in, tasks out, results into history.
-//! - [`bus`]: publishing tasks and following events; [`keys`]: the Redis keys; [`status`]: what
+//! - [`error`]: the dispatcher's [`Error`], whose kind gives the exit code.
+//! - [`bus`]: publishing tasks and following events; [`status`]: what
 //!   `status`, `workers` and `sessions` read; [`metrics`]: `/metrics`.
 
 pub mod bus;
 pub mod config;
+pub mod error;
 pub mod jobs;
 pub mod jobs_cmd;
-pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod runs;
 pub mod scheduler;
 pub mod status;
 
-use freezer_contracts::{TaskId, UtcTime};
+pub use error::{Error, Result};
 
-/// The current time as a wire timestamp.
-pub fn now() -> UtcTime {
-    freezer_worker::daemon::handler::now()
-}
+use freezer_contracts::{TaskId, UtcTime};
 
 /// A fresh UUIDv7 task id (time-ordered, random tail).
 pub fn new_task_id() -> TaskId {

@@ -1,15 +1,16 @@
 //! `freezer-dispatcher`: turns job definitions into tasks on RabbitMQ and follows their results
-//! (DESIGN.md §1, §4, §5). The command line is in [`cli`]; the work is done by the
-//! `freezer_dispatcher` library. `serve` logs JSON lines at `info` (a service, DESIGN.md §6); the
+//! (ARCHITECTURE.md §1, §4, §5). The command line is in [`cli`]; the work is done by the
+//! `freezer_dispatcher` library. `serve` logs JSON lines at `info` (a service, ARCHITECTURE.md §6); the
 //! other commands log warnings for a human. `FREEZER_LOG` overrides the filter.
 
 mod cli;
 
 use clap::Parser;
+use freezer_dispatcher::Error;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // clap exits with 2 on usage errors and 0 for --help/--version, as DESIGN.md §6 wants.
+    // clap exits with 2 on usage errors and 0 for --help/--version, as ARCHITECTURE.md §6 wants.
     let cli = cli::Cli::parse();
     let service = matches!(cli.command, cli::Command::Serve);
     let default = if service {
@@ -40,13 +41,13 @@ fn main() -> ExitCode {
     };
     let code = match rt.block_on(cli::run(cli)) {
         Ok(code) => code,
-        Err(cli::Fail::Usage(m)) => {
-            eprintln!("freezer-dispatcher: {m}");
-            2
-        }
-        Err(cli::Fail::Failure(m)) => {
-            eprintln!("freezer-dispatcher: {m}");
-            1
+        Err(e) => {
+            match e {
+                // A wait that ended early says what happens to the task or run, not what failed.
+                Error::Timeout(_) | Error::Interrupted(_) => eprintln!("{e}"),
+                _ => eprintln!("freezer-dispatcher: {}", e.report()),
+            }
+            e.exit_code()
         }
     };
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -1,5 +1,5 @@
-//! The dispatcher's Prometheus metrics (DESIGN.md §6), served on `/metrics` by the worker's own
-//! responder ([`serve`]).
+//! The dispatcher's Prometheus metrics (ARCHITECTURE.md §6), served on `/metrics` by
+//! [`freezer_fleet::metrics::serve`].
 //!
 //! Families, every bounded label value created at 0 at start-up (job labels when the job is first
 //! seen, see [`Metrics::job`]):
@@ -9,7 +9,9 @@
 //! - `freezer_job_last_success_timestamp_seconds{job_id}` and `freezer_job_runs_total{job_id,
 //!   result}` (`succeeded`, `failed`). The label is `job_id`, as on the workers' metric of the
 //!   same name, not `job`: Prometheus reserves `job` for the scrape job and would rename it.
-//! - `freezer_workers_alive`, `freezer_dispatcher_leader` (0/1), `freezer_build_info{version}`.
+//! - `freezer_fleet_workers_alive`, `freezer_dispatcher_leader` (0/1), `freezer_build_info{version}`.
+//!
+//! Names follow [`freezer_fleet::naming`]; a test checks every family.
 
 use freezer_contracts::TaskKind;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,8 +21,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-
-pub use freezer_worker::daemon::metrics::serve;
 
 /// Run results counted in `freezer_job_runs_total`.
 pub const RUN_RESULTS: [&str; 2] = ["succeeded", "failed"];
@@ -69,7 +69,7 @@ pub struct Metrics {
     pub last_success: Family<JobLabel, Gauge<f64, AtomicU64>>,
     /// `freezer_job_runs_total{job_id,result}`.
     pub runs: Family<JobResult, Counter>,
-    /// `freezer_workers_alive`.
+    /// `freezer_fleet_workers_alive`.
     pub workers_alive: Gauge,
     /// `freezer_dispatcher_leader`.
     pub leader: Gauge,
@@ -112,7 +112,7 @@ impl Metrics {
             m.runs.clone(),
         );
         registry.register(
-            "freezer_workers_alive",
+            "freezer_fleet_workers_alive",
             "Workers with a fresh heartbeat",
             m.workers_alive.clone(),
         );
@@ -162,7 +162,7 @@ impl Metrics {
 
     /// Observes how late a run became due: now minus its fire time (for the scheduler).
     pub fn schedule_lag(&self, fire_time: freezer_contracts::UtcTime) {
-        let lag = fire_time.until(crate::now());
+        let lag = fire_time.until(freezer_fleet::clock::now());
         self.schedule_lag.observe(lag.as_secs_f64());
     }
 
@@ -181,6 +181,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_family_follows_the_naming_rule() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.job("nightly");
+        let broken = freezer_fleet::naming::check_registry(&registry);
+        assert!(broken.is_empty(), "{broken:#?}");
+    }
+
+    #[test]
     fn families_exist_at_zero() {
         let mut r = Registry::default();
         let m = Metrics::register(&mut r);
@@ -191,7 +200,7 @@ mod tests {
             "freezer_dispatcher_tasks_published_total{kind=\"backup\"} 0",
             "freezer_dispatcher_schedule_lag_seconds_count 0",
             "freezer_job_runs_total{job_id=\"nightly\",result=\"failed\"} 0",
-            "freezer_workers_alive 0",
+            "freezer_fleet_workers_alive 0",
             "freezer_dispatcher_leader 0",
             "freezer_build_info{version=",
         ] {

@@ -28,13 +28,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::DispatcherSection;
 use crate::jobs::{DueRun, Job, JobSet, Schedule};
+use freezer_fleet::clock::now;
+use freezer_fleet::keys::LAST_FIRED_TTL;
+use freezer_fleet::Keys;
 
 /// Longest the loop sleeps between passes.
 pub const TICK: Duration = Duration::from_millis(250);
-
-/// How long a job's `last_fired` is kept after its latest run (400 days: longer than any yearly
-/// schedule's gap).
-pub const LAST_FIRED_TTL: Duration = Duration::from_secs(400 * 86_400);
 
 /// Sets `last_fired` to ARGV[1] only if the stored value is older (or missing): the claim of one
 /// fire time, won by one dispatcher only.
@@ -46,11 +45,6 @@ if v == nil or v < tonumber(ARGV[1]) then
 end
 return 0
 "#;
-
-/// The Redis key holding the unix seconds of job `job_id`'s latest fired run.
-pub fn last_fired_key(prefix: &str, job_id: &str) -> String {
-    format!("{prefix}job:{job_id}:last_fired")
-}
 
 /// The run id of a scheduled run: `<job id>.<fire time as unix seconds>`.
 pub fn run_id(job_id: &str, fire_time: UtcTime) -> String {
@@ -102,23 +96,17 @@ impl SchedulerStats {
     }
 }
 
-/// The current time as a [`UtcTime`].
-pub fn now() -> UtcTime {
-    // Invariant: the system clock is between the years 0 and 9999.
-    UtcTime::from_offset_date_time(time::OffsetDateTime::now_utc()).expect("clock within 0..=9999")
-}
-
 /// Reads the `last_fired` of `ids` (absent for jobs that never fired), e.g. for `jobs`.
 pub async fn read_last_fired(
     redis: &mut impl redis::aio::ConnectionLike,
-    prefix: &str,
+    keys: &Keys,
     ids: &[&str],
 ) -> redis::RedisResult<HashMap<String, UtcTime>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let keys: Vec<String> = ids.iter().map(|id| last_fired_key(prefix, id)).collect();
-    let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
+    let names: Vec<String> = ids.iter().map(|id| keys.last_fired(id)).collect();
+    let values: Vec<Option<String>> = redis::cmd("MGET").arg(&names).query_async(redis).await?;
     Ok(ids
         .iter()
         .zip(values)
@@ -143,7 +131,7 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut pass = Pass {
-        prefix: cfg.key_prefix.clone(),
+        keys: cfg.keys(),
         redis,
         tx,
         stats,
@@ -190,7 +178,7 @@ impl From<redis::RedisError> for PassError {
 
 /// One scheduler's state between passes.
 struct Pass {
-    prefix: String,
+    keys: Keys,
     redis: ConnectionManager,
     tx: mpsc::Sender<DueRun>,
     stats: Arc<SchedulerStats>,
@@ -210,7 +198,7 @@ impl Pass {
             .filter_map(|j| Some((j, j.schedule.as_ref()?)))
             .collect();
         let ids: Vec<&str> = jobs.iter().map(|(j, _)| j.id.as_str()).collect();
-        let last = read_last_fired(&mut self.redis, &self.prefix, &ids).await?;
+        let last = read_last_fired(&mut self.redis, &self.keys, &ids).await?;
         let now = now();
         let mut next: Option<UtcTime> = None;
         for (job, schedule) in jobs {
@@ -242,7 +230,7 @@ impl Pass {
 
     async fn claim_and_send(&mut self, job: &Arc<Job>, fire: UtcTime) -> Result<(), PassError> {
         let won: i64 = Script::new(CLAIM)
-            .key(last_fired_key(&self.prefix, &job.id))
+            .key(self.keys.last_fired(&job.id))
             .arg(fire.unix_seconds())
             .arg(LAST_FIRED_TTL.as_secs())
             .invoke_async(&mut self.redis)
@@ -274,11 +262,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_run_ids() {
-        assert_eq!(
-            last_fired_key("freezer:", "web1-home"),
-            "freezer:job:web1-home:last_fired"
-        );
+    fn run_ids() {
         let t = UtcTime::parse("2026-11-25T13:00:00Z").unwrap();
         assert_eq!(run_id("web1-home", t), "web1-home.1795611600");
     }

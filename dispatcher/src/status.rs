@@ -2,8 +2,8 @@
 //! names (the command line prints them as JSON or as tables). Absent keys are empty answers, not
 //! errors: a fleet that has never run a session simply has none.
 
-use crate::keys;
 use freezer_contracts::TaskId;
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -39,10 +39,10 @@ fn now_ms() -> f64 {
 /// Every worker in `workers` (live first, then stale ones, each by node name).
 pub async fn workers(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
 ) -> redis::RedisResult<Vec<WorkerInfo>> {
     let nodes: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(keys::workers(prefix))
+        .arg(keys.workers())
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")
@@ -51,7 +51,7 @@ pub async fn workers(
     let mut out = Vec::new();
     for (node, score) in nodes {
         let body: Option<String> = redis::cmd("GET")
-            .arg(keys::worker(prefix, &node))
+            .arg(keys.worker(&node))
             .query_async(redis)
             .await?;
         let hb: Value = body
@@ -99,11 +99,11 @@ pub struct SessionInfo {
 /// The `limit` newest sessions.
 pub async fn sessions(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     limit: usize,
 ) -> redis::RedisResult<Vec<SessionInfo>> {
     let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
-        .arg(keys::sessions(prefix))
+        .arg(keys.sessions())
         .arg(0)
         .arg(limit.max(1) as i64 - 1)
         .arg("WITHSCORES")
@@ -113,7 +113,7 @@ pub async fn sessions(
     for (entry, score) in entries {
         let (id, tag) = entry.split_once('/').unwrap_or((entry.as_str(), ""));
         let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(keys::session(prefix, id, tag))
+            .arg(keys.session(id, tag))
             .query_async(redis)
             .await?;
         out.push(SessionInfo {
@@ -130,17 +130,17 @@ pub async fn sessions(
 /// job it names (tried in that order); `None` when nothing has that id.
 pub async fn lookup(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     id: Option<&str>,
 ) -> redis::RedisResult<Option<Value>> {
     let Some(id) = id else {
         let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(keys::active_runs(prefix))
+            .arg(keys.active_runs())
             .query_async(redis)
             .await?;
         let mut runs = Vec::new();
         for id in ids {
-            if let Some(r) = run(redis, prefix, &id).await? {
+            if let Some(r) = run(redis, keys, &id).await? {
                 runs.push(r);
             }
         }
@@ -153,7 +153,7 @@ pub async fn lookup(
     };
     if TaskId::parse(id).is_ok() {
         let mut fields: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(keys::task(prefix, id))
+            .arg(keys.task(id))
             .query_async(redis)
             .await?;
         if fields.is_empty() {
@@ -167,11 +167,11 @@ pub async fn lookup(
             json!({ "type": "task", "task_id": id, "fields": fields, "event": event }),
         ));
     }
-    if let Some(r) = run(redis, prefix, id).await? {
+    if let Some(r) = run(redis, keys, id).await? {
         return Ok(Some(r));
     }
     let history: Vec<String> = redis::cmd("LRANGE")
-        .arg(keys::history(prefix, id))
+        .arg(keys.history(id))
         .arg(0)
         .arg(-1)
         .query_async(redis)
@@ -189,11 +189,11 @@ pub async fn lookup(
 /// The run record `run_id`, without its plan.
 async fn run(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     run_id: &str,
 ) -> redis::RedisResult<Option<Value>> {
     let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(keys::run(prefix, run_id))
+        .arg(keys.run(run_id))
         .query_async(redis)
         .await?;
     let Some(doc) = fields.get("doc") else {

@@ -8,7 +8,8 @@ use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::dir::watch_dir;
 use freezer_dispatcher::jobs::{DueRun, JobSet};
 use freezer_dispatcher::leader;
-use freezer_dispatcher::scheduler::{self, last_fired_key, SchedulerStats};
+use freezer_dispatcher::scheduler::{self, SchedulerStats};
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use std::collections::HashSet;
 use std::path::Path;
@@ -188,7 +189,7 @@ async fn a_standby_takes_over_within_the_lease_and_two_leaders_never_coexist() {
     .await;
     let (leader, standby) = if a.is_leader() { (&a, &b) } else { (&b, &a) };
     let mut value: String = redis::cmd("GET")
-        .arg(leader::leader_key(&env.prefix))
+        .arg(Keys::new(env.prefix.as_str()).leader())
         .query_async(&mut env.redis.clone())
         .await
         .unwrap();
@@ -226,7 +227,7 @@ async fn a_standby_takes_over_within_the_lease_and_two_leaders_never_coexist() {
     println!("takeover after a release: {after_release:?}");
     assert!(after_release < lease, "released, not expired");
     value = redis::cmd("GET")
-        .arg(leader::leader_key(&env.prefix))
+        .arg(Keys::new(env.prefix.as_str()).leader())
         .query_async(&mut env.redis.clone())
         .await
         .unwrap();
@@ -421,9 +422,9 @@ async fn runs_missed_while_down_coalesce_into_one() {
     let env = Env::new().await;
     env.write("hourly.toml", &every_job("hourly", "1h"));
     // Last fired three days ago: 72 runs were missed.
-    let now = scheduler::now().unix_seconds();
+    let now = freezer_fleet::clock::now().unix_seconds();
     let _: () = redis::cmd("SET")
-        .arg(last_fired_key(&env.prefix, "hourly"))
+        .arg(Keys::new(env.prefix.as_str()).last_fired("hourly"))
         .arg(now - 3 * 86_400)
         .query_async(&mut env.redis.clone())
         .await
@@ -444,14 +445,14 @@ async fn runs_missed_while_down_coalesce_into_one() {
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let fires = fire_seconds(&runs.lock().unwrap(), "hourly");
-    let now = scheduler::now().unix_seconds();
+    let now = freezer_fleet::clock::now().unix_seconds();
     assert_eq!(
         fires,
         [now - now % 3600],
         "exactly one run, the latest missed"
     );
     let stored: i64 = redis::cmd("GET")
-        .arg(last_fired_key(&env.prefix, "hourly"))
+        .arg(Keys::new(env.prefix.as_str()).last_fired("hourly"))
         .query_async(&mut env.redis.clone())
         .await
         .unwrap();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node garage S3 server on loopback, for tests and benchmarks (see shared/SERVICES.md).
+# A single-node garage S3 server on loopback, for tests and benchmarks.
 #
 #   garage.sh install      installs garage 2.5.0 with cargo unless `garage` is already on PATH
 #   garage.sh start DIR    writes DIR/garage.toml, starts the server (pid in DIR/garage.pid, log in

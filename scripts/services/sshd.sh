@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A private OpenSSH server on loopback, for the SSH storage's tests and for trying it by hand (see
-# shared/SERVICES.md). It runs from its own directory with its own host key, its own client key and
+# A private OpenSSH server on loopback, for the SSH storage's tests and for trying it by hand.
+# It runs from its own directory with its own host key, its own client key and
 # its own authorized_keys; the machine's own sshd and ~/.ssh are never touched.
 #
 #   sshd.sh install              installs openssh-server with apt-get unless /usr/sbin/sshd exists

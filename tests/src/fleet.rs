@@ -447,11 +447,16 @@ impl Fleet {
             .expect("Redis")
     }
 
+    /// The Redis key names under this fleet's prefix.
+    pub fn keys(&self) -> freezer_fleet::Keys {
+        freezer_fleet::Keys::new(self.prefix.as_str())
+    }
+
     /// `HGET <prefix>task:<id> field`.
     pub async fn task_field(&self, id: &TaskId, field: &str) -> Option<String> {
         let mut c = self.redis().await;
         redis::cmd("HGET")
-            .arg(format!("{}task:{id}", self.prefix))
+            .arg(self.keys().task(id.as_str()))
             .arg(field)
             .query_async(&mut c)
             .await

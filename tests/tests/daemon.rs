@@ -91,7 +91,7 @@ async fn tasks_on_node_and_pool_queues_run_once_on_the_right_workers() {
     }
     let mut c = fleet.redis().await;
     let unreported: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}running", fleet.prefix))
+        .arg(fleet.keys().running())
         .query_async(&mut c)
         .await
         .unwrap();
@@ -99,7 +99,7 @@ async fn tasks_on_node_and_pool_queues_run_once_on_the_right_workers() {
 
     // Heartbeats: node, pools, version, free slots, running tasks.
     let hb: String = redis::cmd("GET")
-        .arg(format!("{}worker:{}", fleet.prefix, fleet.name("a")))
+        .arg(fleet.keys().worker(&fleet.name("a")))
         .query_async(&mut c)
         .await
         .unwrap();

@@ -95,16 +95,12 @@ async fn prune_fails_fast_against_a_running_backup_and_a_lost_lock_aborts_the_ba
     let backup = fleet::task(TaskSpec::Backup(slow_backup(&fleet, &src, "held")));
     fleet.publish(&q, &backup).await;
     fleet.wait_started(&backup.task_id).await;
-    let lock_key = format!(
-        "{}lock:{}",
-        fleet.prefix,
-        freezer_contracts::lock_scope(
-            "local1",
-            &fleet.store().display().to_string(),
-            "test-host",
-            "held"
-        )
-    );
+    let lock_key = fleet.keys().lock(&freezer_contracts::lock_scope(
+        "local1",
+        &fleet.store().display().to_string(),
+        "test-host",
+        "held",
+    ));
     let mut c = fleet.redis().await;
     let end = std::time::Instant::now() + fleet::PATIENCE;
     loop {
@@ -257,7 +253,7 @@ async fn sigterm_finishes_short_tasks_gives_back_long_ones_and_exits_0() {
         .all(|e| !e.status.is_final()));
     let mut c = fleet.redis().await;
     let hb: Option<String> = redis::cmd("GET")
-        .arg(format!("{}worker:{}", fleet.prefix, a.node))
+        .arg(fleet.keys().worker(&a.node))
         .query_async(&mut c)
         .await
         .unwrap();

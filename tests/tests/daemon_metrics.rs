@@ -1,4 +1,4 @@
-//! The daemon's `/metrics` endpoint: every family of DESIGN.md §6 exists at 0 from start-up, and a
+//! The daemon's `/metrics` endpoint: every family of ARCHITECTURE.md §6 exists at 0 from start-up, and a
 //! real Prometheus (the Debian package) scraping a worker sees a backup's counters move.
 
 use freezer_contracts::{BackupSpec, EventStatus, TaskSpec};
@@ -60,20 +60,20 @@ async fn prometheus_sees_a_backup_move_the_counters() {
     // Registered at 0 before any task.
     let text = http_get(&metrics, "/metrics").expect("/metrics answers");
     for line in [
-        "freezer_tasks_total{kind=\"backup\",result=\"succeeded\"} 0",
-        "freezer_tasks_total{kind=\"unknown\",result=\"rejected\"} 0",
-        "freezer_bytes_read_total{kind=\"backup\"} 0",
-        "freezer_bytes_stored_total{kind=\"backup\"} 0",
+        "freezer_task_finished_total{kind=\"backup\",result=\"succeeded\"} 0",
+        "freezer_task_finished_total{kind=\"unknown\",result=\"rejected\"} 0",
+        "freezer_task_read_bytes_total{kind=\"backup\"} 0",
+        "freezer_task_stored_bytes_total{kind=\"backup\"} 0",
         "freezer_task_duration_seconds_count{kind=\"restore\"} 0",
-        "freezer_tasks_in_flight 0",
-        "freezer_locks_lost_total 0",
+        "freezer_task_in_flight 0",
+        "freezer_lock_lost_total 0",
         "freezer_lock_wait_seconds_count 0",
         "freezer_session_wait_seconds_count 0",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert!(text.contains("freezer_build_info{version="), "{text}");
-    assert!(text.contains("freezer_workers_alive"), "{text}");
+    assert!(text.contains("freezer_fleet_workers_alive"), "{text}");
     assert!(text.contains("freezer_storage_requests_total{"), "{text}");
     assert!(http_get(&metrics, "/other").is_none());
 
@@ -114,7 +114,7 @@ async fn prometheus_sees_a_backup_move_the_counters() {
     };
     // Scraped at 0 first, so the move is an increase Prometheus can see.
     wait_for(
-        "freezer_tasks_total{kind=\"backup\",result=\"succeeded\"}",
+        "freezer_task_finished_total{kind=\"backup\",result=\"succeeded\"}",
         &|v| v == 0.0,
     );
 
@@ -132,13 +132,15 @@ async fn prometheus_sees_a_backup_move_the_counters() {
     assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
 
     wait_for(
-        "freezer_tasks_total{kind=\"backup\",result=\"succeeded\"}",
+        "freezer_task_finished_total{kind=\"backup\",result=\"succeeded\"}",
         &|v| v == 1.0,
     );
-    wait_for("freezer_bytes_read_total{kind=\"backup\"}", &|v| {
+    wait_for("freezer_task_read_bytes_total{kind=\"backup\"}", &|v| {
         v >= 200_000.0
     });
-    wait_for("freezer_bytes_stored_total{kind=\"backup\"}", &|v| v > 0.0);
+    wait_for("freezer_task_stored_bytes_total{kind=\"backup\"}", &|v| {
+        v > 0.0
+    });
     wait_for(
         "freezer_task_duration_seconds_count{kind=\"backup\"}",
         &|v| v == 1.0,
@@ -152,7 +154,7 @@ async fn prometheus_sees_a_backup_move_the_counters() {
         &|v| v > 1.7e9,
     );
     wait_for(
-        "increase(freezer_tasks_total{kind=\"backup\",result=\"succeeded\"}[1m])",
+        "increase(freezer_task_finished_total{kind=\"backup\",result=\"succeeded\"}[1m])",
         &|v| v > 0.0,
     );
     fleet.cleanup().await;

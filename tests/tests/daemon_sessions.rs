@@ -1,4 +1,4 @@
-//! Multi-node sessions (DESIGN.md §5) through real worker processes, RabbitMQ and Redis: the
+//! Multi-node sessions (ARCHITECTURE.md §5) through real worker processes, RabbitMQ and Redis: the
 //! members start together, all or nothing (policy abort), best effort (policy proceed), a task
 //! sent to a node outside its session, and a worker stopping while it waits at the barrier.
 //!
@@ -58,7 +58,7 @@ fn member_task(fleet: &Fleet, src: &Path, node: &str, session: &Session) -> Task
 async fn session_hash(fleet: &Fleet, s: &Session) -> HashMap<String, String> {
     let mut c = fleet.redis().await;
     redis::cmd("HGETALL")
-        .arg(format!("{}session:{}:{}", fleet.prefix, s.id, s.tag))
+        .arg(fleet.keys().session(&s.id, &s.tag))
         .query_async(&mut c)
         .await
         .unwrap()
@@ -195,7 +195,7 @@ async fn five_members_start_together_and_the_session_succeeds() {
 
     let mut c = fleet.redis().await;
     let listed: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{}sessions", fleet.prefix))
+        .arg(fleet.keys().sessions())
         .arg(0)
         .arg(-1)
         .query_async(&mut c)
@@ -203,7 +203,7 @@ async fn five_members_start_together_and_the_session_succeeds() {
         .unwrap();
     assert_eq!(listed, ["nightly/backup"]);
     let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("{}session:nightly:backup", fleet.prefix))
+        .arg(fleet.keys().session("nightly", "backup"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -376,7 +376,7 @@ async fn a_member_stopping_at_the_barrier_leaves_it_and_gives_its_task_back() {
     );
     let mut c = fleet.redis().await;
     let lease: Option<String> = redis::cmd("GET")
-        .arg(format!("{}task:{}:lease", fleet.prefix, ta.task_id))
+        .arg(fleet.keys().task_lease(ta.task_id.as_str()))
         .query_async(&mut c)
         .await
         .unwrap();

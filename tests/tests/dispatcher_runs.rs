@@ -143,7 +143,7 @@ fn failing_backup(fleet: &Fleet) -> TaskSpec {
 fn due(job: &Arc<Job>, run_id: &str) -> DueRun {
     DueRun {
         job: job.clone(),
-        fire_time: freezer_dispatcher::now(),
+        fire_time: freezer_fleet::clock::now(),
         run_id: run_id.into(),
     }
 }
@@ -152,7 +152,7 @@ fn due(job: &Arc<Job>, run_id: &str) -> DueRun {
 async fn history(fleet: &Fleet, job_id: &str) -> Vec<Value> {
     let mut c = fleet.redis().await;
     let items: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{}job:{job_id}:runs", fleet.prefix))
+        .arg(fleet.keys().history(job_id))
         .arg(0)
         .arg(-1)
         .query_async(&mut c)
@@ -184,7 +184,7 @@ async fn wait_runs(fleet: &Fleet, job_id: &str, n: usize) -> Value {
 async fn run_doc(fleet: &Fleet, run_id: &str) -> Option<Value> {
     let mut c = fleet.redis().await;
     let doc: Option<String> = redis::cmd("HGET")
-        .arg(format!("{}run:{run_id}", fleet.prefix))
+        .arg(fleet.keys().run(run_id))
         .arg("doc")
         .query_async(&mut c)
         .await
@@ -474,7 +474,7 @@ async fn a_new_engine_takes_over_a_run_in_progress_and_completes_it_once() {
     );
     let mut c = fleet.redis().await;
     let active: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}runs:active", fleet.prefix))
+        .arg(fleet.keys().active_runs())
         .query_async(&mut c)
         .await
         .unwrap();
@@ -739,7 +739,7 @@ async fn a_restore_session_brings_every_member_back_to_the_same_point() {
     // Each member backs up twice; the session runs at a fire time between the two.
     let first = member_backups(&fleet, &src, "one").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let between = freezer_dispatcher::now();
+    let between = freezer_fleet::clock::now();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let second = member_backups(&fleet, &src, "two").await;
     assert_ne!(first, second);

@@ -165,7 +165,7 @@ async fn schedules_fire_on_time_and_follow_edits_of_the_job_files() {
         )) > 1.7e9
     );
     assert!(value("freezer_dispatcher_schedule_lag_seconds_count") >= 2.0);
-    assert!(metrics.contains("freezer_workers_alive"), "{metrics}");
+    assert!(metrics.contains("freezer_fleet_workers_alive"), "{metrics}");
     assert!(fires.windows(2).all(|w| w[1] - w[0] == 2), "{fires:?}");
 
     // Edit: every 3 s. New runs follow the new rule without a restart.
@@ -238,7 +238,7 @@ async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
     });
     let mut c = fleet.redis().await;
     let leader: String = redis::cmd("GET")
-        .arg(format!("{}dispatcher:leader", fleet.prefix))
+        .arg(fleet.keys().leader())
         .query_async(&mut c)
         .await
         .unwrap();
@@ -262,7 +262,7 @@ async fn the_standby_dispatcher_takes_over_and_no_run_is_published_twice() {
     assert!(gap <= 5, "runs stopped for {gap} s: {fires:?}");
     let standby = ds.values().next().unwrap();
     let now_leader: String = redis::cmd("GET")
-        .arg(format!("{}dispatcher:leader", fleet.prefix))
+        .arg(fleet.keys().leader())
         .query_async(&mut c)
         .await
         .unwrap();

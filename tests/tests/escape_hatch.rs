@@ -1,4 +1,4 @@
-//! The escape hatch of DESIGN §2: a backup can be read back with standard tools only,
+//! The escape hatch of ARCHITECTURE.md §2: a backup can be read back with standard tools only,
 //! `cat data/* | openssl enc -d ... | <codec> -d | tar -x`, for every codec, with many segments, and
 //! level by level for an incremental chain.
 

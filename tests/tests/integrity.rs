@@ -1,4 +1,4 @@
-//! Integrity (DESIGN §2, FORMAT.md "Tags"): a wrong passphrase, a damaged, truncated, missing or
+//! Integrity (ARCHITECTURE.md §2, FORMAT.md "Tags"): a wrong passphrase, a damaged, truncated, missing or
 //! swapped segment, a damaged manifest or index are detected, reported with the object named, exit 12,
 //! and never leave wrong content in the restore target. Also the tags themselves, recomputed here
 //! exactly as FORMAT.md defines them.

@@ -1,4 +1,4 @@
-//! Levels and chains (DESIGN §3): `--max-level`, `--always-level`, `--no-incremental` and the default,
+//! Levels and chains (ARCHITECTURE.md §3): `--max-level`, `--always-level`, `--no-incremental` and the default,
 //! with changes of every kind between backups, and restores at every point in time.
 
 use freezer_e2e::*;

@@ -1,4 +1,4 @@
-//! Retention (DESIGN §3): `prune` never leaves a chain that cannot be restored, always keeps the newest
+//! Retention (ARCHITECTURE.md §3): `prune` never leaves a chain that cannot be restored, always keeps the newest
 //! backup, deletes exactly what every given criterion lets go, agrees with its `--dry-run` (which writes
 //! nothing), removes the debris of interrupted runs once it is old enough, acts per backup name, and
 //! stays fast with 10,000 backups. The same properties over random histories and policies are in

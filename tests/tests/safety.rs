@@ -1,4 +1,4 @@
-//! Safety: hostile backups cannot write outside the restore target (DESIGN §3), interrupted backups
+//! Safety: hostile backups cannot write outside the restore target (ARCHITECTURE.md §3), interrupted backups
 //! leave no visible backup (§2, §4), unreadable files give exit 3, `--dry-run` writes nothing (§7),
 //! a full disk fails cleanly, a held lock gives exit 11, bad usage gives exit 2.
 

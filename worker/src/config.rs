@@ -1,4 +1,4 @@
-//! The worker's configuration file (TOML; DESIGN.md §6): named storages, the settings of the
+//! The worker's configuration file (TOML; ARCHITECTURE.md §6): named storages, the settings of the
 //! `s3` and `ssh` backends, transfer limits and retries, and named encryption keys.
 //!
 //! Precedence: the file, then `FREEZER_*`/AWS environment variables, then flags, each overriding

@@ -1,4 +1,4 @@
-//! Which level the next backup gets and which backup it is relative to (DESIGN.md §3).
+//! Which level the next backup gets and which backup it is relative to (ARCHITECTURE.md §3).
 
 use crate::manifest::Kind;
 use crate::timestamp::Timestamp;

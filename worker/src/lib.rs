@@ -21,16 +21,7 @@ pub mod retention;
 pub mod storage;
 pub mod timestamp;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Marks the run as interrupted (SIGINT/SIGTERM); long loops check [`interrupted`] and stop.
-pub fn interrupt() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Whether the run was interrupted.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::Relaxed)
-}
+/// What stops a run: the CLI's SIGINT/SIGTERM handler cancels its root token; the daemon gives
+/// every task a child of its own. Engine runs take one as a parameter and return
+/// [`error::ErrorKind::Interrupted`] once it is cancelled.
+pub use tokio_util::sync::CancellationToken;

@@ -1,7 +1,7 @@
 //! The standalone writer lock: one backup at a time per `<host>_<name>` in a container, through an
 //! advisory `flock` on `<container>/<host>_<name>.lock` (the fleet uses Redis locks instead).
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -37,13 +37,11 @@ impl NameLock {
             .map_err(|e| Error::io(path.display(), e))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(NameLock { _files: vec![file] }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "{name_prefix} is being backed up by another process (lock {})",
-                    path.display()
-                ),
-            )),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::locked(format!(
+                "{name_prefix} is being backed up by another process (lock {})",
+                path.display()
+            ))
+            .with_guidance("run again once the other backup or prune of this name has ended")),
             Err(e) => Err(Error::io(path.display(), e.into())),
         }
     }

@@ -1,4 +1,5 @@
-//! `freezer-worker`: parses the command line, runs the command, maps errors to exit codes.
+//! `freezer-worker`: parses the command line, runs the command, maps errors to exit codes and
+//! prints them with their causes and a `hint:` line when the error carries guidance.
 
 use clap::Parser;
 use freezer_worker::cli::{self, Cli};
@@ -22,7 +23,7 @@ fn main() {
         let code = match freezer_worker::config::WorkerConfig::load(cli.config.as_deref()) {
             Ok(config) => freezer_worker::daemon::main(config),
             Err(e) => {
-                eprintln!("freezer-worker: {e}");
+                eprintln!("freezer-worker: {}", e.report());
                 e.kind.exit_code()
             }
         };
@@ -37,11 +38,14 @@ fn main() {
         .without_time()
         .with_target(false)
         .init();
-    let _ = ctrlc::set_handler(freezer_worker::interrupt);
-    let code = match cli::run(cli) {
+    // The root token of this run: SIGINT/SIGTERM cancel it, the engine stops at its next check.
+    let cancel = freezer_worker::CancellationToken::new();
+    let on_signal = cancel.clone();
+    let _ = ctrlc::set_handler(move || on_signal.cancel());
+    let code = match cli::run(cli, &cancel) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("freezer-worker: {e}");
+            eprintln!("freezer-worker: {}", e.report());
             e.kind.exit_code()
         }
     };

@@ -3,7 +3,7 @@
 
 use crate::codec::Codec;
 use crate::crypto::{self, Keys};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, DAMAGED_GUIDANCE};
 use serde::{Deserialize, Serialize};
 
 /// The storage format version this build writes and reads.
@@ -197,6 +197,8 @@ impl Manifest {
     }
 
     /// Checks the manifest's tag; for an encrypted backup this is the passphrase check.
+    ///
+    /// A failure is permanent: the same passphrase against the same bytes fails again.
     pub fn verify(
         value: &serde_json::Value,
         m: &Manifest,
@@ -207,10 +209,18 @@ impl Manifest {
         if crypto::tags_equal(&want, &m.manifest_tag) {
             return Ok(());
         }
-        Err(Error::integrity(if keys.is_some() {
-            format!("{what}: wrong passphrase, or the manifest was tampered with")
+        Err(if keys.is_some() {
+            Error::integrity(format!(
+                "{what}: wrong passphrase, or the manifest was tampered with"
+            ))
+            .with_guidance(
+                "give the pass file (or key name) this backup was made with; if it is the right \
+                 one, the manifest was changed after the backup: run verify and restore from \
+                 another copy",
+            )
         } else {
-            format!("{what}: manifest failed its integrity check")
-        }))
+            Error::integrity(format!("{what}: manifest failed its integrity check"))
+                .with_guidance(DAMAGED_GUIDANCE)
+        })
     }
 }

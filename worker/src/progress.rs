@@ -18,28 +18,6 @@ pub struct Counters {
     pub bytes_read: AtomicU64,
     /// Bytes of segments written to the storage (backup).
     pub bytes_stored: AtomicU64,
-    /// Set by the caller to stop this run only (the daemon cancelling one task when its lock is
-    /// lost or it is abandoned at shutdown), where [`crate::interrupt`] stops the whole process.
-    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
-impl Counters {
-    /// Counters of a run that `cancel` (when given) can stop.
-    pub fn with_cancel(cancel: Option<Arc<std::sync::atomic::AtomicBool>>) -> Self {
-        Counters {
-            cancel,
-            ..Counters::default()
-        }
-    }
-
-    /// Whether the run should stop: the process was interrupted or this run was cancelled.
-    pub fn cancelled(&self) -> bool {
-        crate::interrupted()
-            || self
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::Relaxed))
-    }
 }
 
 /// A progress line on stderr while the run lasts, when stderr is a terminal.

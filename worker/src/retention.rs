@@ -1,4 +1,4 @@
-//! Which backups a prune deletes (DESIGN.md §3): the policy selects backups to keep, every kept
+//! Which backups a prune deletes (ARCHITECTURE.md §3): the policy selects backups to keep, every kept
 //! backup keeps its ancestors, and the newest backup is always kept, so retention can never leave a
 //! chain that cannot be restored nor delete every backup (OpenStack Freezer's W5).
 

@@ -326,8 +326,14 @@ fn wrong_credentials_fail_clearly() {
         for err in errors {
             eprintln!("wrong credentials: {err}");
             assert_eq!(err.kind, ErrorKind::Failure, "{err}");
-            assert!(!err.transient, "denied access is permanent: {err}");
+            assert!(!err.is_transient(), "denied access is permanent: {err}");
             assert!(err.message.contains("access denied"), "{err}");
+            assert!(
+                err.guidance
+                    .as_deref()
+                    .is_some_and(|g| g.contains("credentials")),
+                "says what to check: {err:?}"
+            );
             assert!(
                 err.message.contains("freezer-test"),
                 "names the bucket: {err}"
@@ -362,7 +368,7 @@ fn missing_bucket_fails_clearly() {
             err.message.contains("\"no-such-bucket\" does not exist"),
             "{err}"
         );
-        assert!(!err.transient, "a missing bucket is permanent: {err}");
+        assert!(!err.is_transient(), "a missing bucket is permanent: {err}");
     }
     let err = s.check_container().unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
@@ -382,7 +388,7 @@ fn unreachable_endpoint_fails_clearly() {
     eprintln!("unreachable: {err}");
     assert_eq!(err.kind, ErrorKind::Failure, "{err}");
     assert!(
-        err.transient,
+        err.is_transient(),
         "an unreachable endpoint may come back: {err}"
     );
     assert!(

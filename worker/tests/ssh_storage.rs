@@ -193,7 +193,7 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 
 fn assert_permanent(err: &Error, needle: &str) {
     assert_eq!(err.kind, ErrorKind::Failure, "{err}");
-    assert!(!err.transient, "must not be retried: {err}");
+    assert!(!err.is_transient(), "must not be retried: {err}");
     assert!(
         err.message.contains(needle),
         "expected {needle:?} in: {err}"
@@ -645,6 +645,12 @@ fn wrong_client_key_is_refused() {
             other.display()
         ),
     );
+    assert!(
+        err.guidance
+            .as_deref()
+            .is_some_and(|g| g.contains("authorized_keys")),
+        "says how to fix it: {err:?}"
+    );
 
     // A key file that is missing or protected by a passphrase fails at once, clearly.
     let mut config = sshd.config("store");
@@ -676,7 +682,10 @@ fn unreachable_port_is_transient() {
     let err = s.get("k").unwrap_err();
     eprintln!("unreachable: {err}");
     assert_eq!(err.kind, ErrorKind::Failure, "{err}");
-    assert!(err.transient, "a server that is down may come back: {err}");
+    assert!(
+        err.is_transient(),
+        "a server that is down may come back: {err}"
+    );
     assert!(
         err.message.contains(&format!(
             "cannot connect to ssh://{}@127.0.0.1:{}",
@@ -700,10 +709,10 @@ fn reconnects_after_the_server_restarts() {
     sshd.kill();
     let err = s.get("a").unwrap_err();
     eprintln!("while down: {err}");
-    assert!(err.transient, "{err}");
+    assert!(err.is_transient(), "{err}");
     assert_eq!(err.kind, ErrorKind::Failure, "{err}");
     let err = s.put("b", b"x").unwrap_err();
-    assert!(err.transient, "{err}");
+    assert!(err.is_transient(), "{err}");
 
     // Back: the next call connects again.
     sshd.restart();
@@ -753,7 +762,7 @@ fn interrupted_put_leaves_no_object() {
     });
     let err = err.expect_err("the put was interrupted mid-way");
     eprintln!("interrupted put: {err}");
-    assert!(err.transient, "{err}");
+    assert!(err.is_transient(), "{err}");
     sshd.restart();
     // The old object is intact; the interrupted write is only a `.tmp.` file, which list shows
     // (prune removes such debris).

@@ -4,10 +4,10 @@
 //! the job's actions, retries, session and history ([`take_requests`]), so a run is driven by
 //! exactly one engine. With `--wait` it follows the run's record until it finishes.
 
-use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{DueRun, JobSet};
-use freezer_dispatcher::{keys, leader, runs};
+use freezer_dispatcher::{runs, Error};
+use freezer_fleet::keys::FINISHED_RUN_TTL;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
@@ -32,37 +32,40 @@ pub async fn run(
     wait: bool,
     timeout: Option<Duration>,
     json_out: bool,
-) -> Result<i32, Fail> {
-    freezer_contracts::check_ident("--job", job_id).map_err(|e| Fail::Usage(e.to_string()))?;
+) -> Result<i32, Error> {
+    freezer_contracts::check_ident("--job", job_id)?;
     // Where the job files are readable here, an unknown job is a usage error at once.
     if cfg.jobs_dir.is_dir() {
         let set = freezer_dispatcher::jobs::dir::load_dir(&cfg.jobs_dir, None);
         if set.get(job_id).is_none() {
-            return Err(Fail::Usage(format!(
+            return Err(Error::usage(format!(
                 "no job {job_id:?} in {}",
                 cfg.jobs_dir.display()
             )));
         }
     }
-    let now_ms = freezer_dispatcher::now().unix_seconds() * 1000;
+    let now_ms = freezer_fleet::clock::now().unix_seconds() * 1000;
     let run_id = format!("{job_id}.manual.{}", now_ms + i64::from(rand_ms()));
-    let mut redis = runs::redis(&cfg.redis_url).map_err(Fail::Usage)?;
+    let mut redis = runs::redis(&cfg.redis_url)?;
     let request = serde_json::to_string(&Request {
         job_id: job_id.into(),
         run_id: run_id.clone(),
     })
-    .map_err(|e| Fail::Failure(e.to_string()))?;
+    .map_err(|e| Error::Internal {
+        context: "cannot write the run request".into(),
+        source: e.into(),
+    })?;
     let leader: Option<String> = redis::cmd("GET")
-        .arg(leader::leader_key(&cfg.key_prefix))
+        .arg(cfg.keys().leader())
         .query_async(&mut redis)
         .await
-        .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
+        .map_err(Error::redis("redis"))?;
     redis::cmd("RPUSH")
-        .arg(keys::requests(&cfg.key_prefix))
+        .arg(cfg.keys().requests())
         .arg(&request)
         .query_async::<()>(&mut redis)
         .await
-        .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
+        .map_err(Error::redis("redis"))?;
     if leader.is_none() {
         eprintln!("no dispatcher leads now: the run starts when one does");
     }
@@ -75,7 +78,7 @@ pub async fn run(
         }
         return Ok(0);
     }
-    let key = keys::run(&cfg.key_prefix, &run_id);
+    let key = cfg.keys().run(&run_id);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
         let (state, doc): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -84,7 +87,7 @@ pub async fn run(
             .arg("doc")
             .query_async(&mut redis)
             .await
-            .map_err(|e| Fail::Failure(format!("redis: {e}")))?;
+            .map_err(Error::redis("redis"))?;
         if let Some(state @ ("succeeded" | "failed")) = state.as_deref() {
             let doc: serde_json::Value = doc
                 .and_then(|d| serde_json::from_str(&d).ok())
@@ -103,14 +106,16 @@ pub async fn run(
             return Ok(if state == "succeeded" { 0 } else { 1 });
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            eprintln!("timed out waiting for run {run_id} (it may still run)");
-            return Ok(1);
+            return Err(Error::Timeout(format!(
+                "timed out waiting for run {run_id} (it may still run)"
+            )));
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("interrupted: run {run_id} goes on without this command");
-                return Ok(130);
+                return Err(Error::Interrupted(format!(
+                    "interrupted: run {run_id} goes on without this command"
+                )));
             }
         }
     }
@@ -133,7 +138,7 @@ pub async fn take_requests(
     mut leading: watch::Receiver<bool>,
     engine: mpsc::Sender<DueRun>,
 ) {
-    let list = keys::requests(&settings.key_prefix);
+    let list = settings.keys().requests();
     loop {
         if !*leading.borrow_and_update() {
             if leading.changed().await.is_err() {
@@ -162,7 +167,7 @@ pub async fn take_requests(
         let job = jobs.borrow().get(&request.job_id).cloned();
         let Some(job) = job else {
             tracing::warn!(job_id = %request.job_id, run_id = %request.run_id, "run requested for an unknown job");
-            let key = keys::run(&settings.key_prefix, &request.run_id);
+            let key = settings.keys().run(&request.run_id);
             let doc = json!({ "run_id": request.run_id, "job_id": request.job_id,
                 "result": "failed", "reason": format!("no job {:?} in the job files", request.job_id) });
             let _: redis::RedisResult<()> = redis::pipe()
@@ -176,7 +181,7 @@ pub async fn take_requests(
                 .arg(doc.to_string())
                 .cmd("EXPIRE")
                 .arg(&key)
-                .arg(keys::FINISHED_RUN_TTL.as_secs())
+                .arg(FINISHED_RUN_TTL.as_secs())
                 .query_async(&mut redis)
                 .await;
             continue;
@@ -184,7 +189,7 @@ pub async fn take_requests(
         tracing::info!(job_id = %request.job_id, run_id = %request.run_id, "run requested");
         let due = DueRun {
             job,
-            fire_time: freezer_dispatcher::now(),
+            fire_time: freezer_fleet::clock::now(),
             run_id: request.run_id,
         };
         if engine.send(due).await.is_err() {

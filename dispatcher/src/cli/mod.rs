@@ -1,4 +1,4 @@
-//! The command line of `freezer-dispatcher` (DESIGN.md §6): global options (configuration file,
+//! The command line of `freezer-dispatcher` (ARCHITECTURE.md §6): global options (configuration file,
 //! then `FREEZER_*` environment variables, then flags) and one module per group of commands.
 
 pub mod job_run;
@@ -9,6 +9,7 @@ pub mod spec;
 
 use clap::{Args, Parser, Subcommand};
 use freezer_dispatcher::config::{DispatcherConfig, DispatcherSection};
+use freezer_dispatcher::Error;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,10 +49,8 @@ pub struct Global {
 
 impl Global {
     /// The configuration file with the overrides applied.
-    pub fn settings(&self) -> Result<DispatcherSection, Fail> {
-        let mut s = DispatcherConfig::load(self.config.as_deref())
-            .map_err(Fail::Usage)?
-            .dispatcher;
+    pub fn settings(&self) -> Result<DispatcherSection, Error> {
+        let mut s = DispatcherConfig::load(self.config.as_deref())?.dispatcher;
         if let Some(u) = &self.redis_url {
             s.redis_url = u.clone();
         }
@@ -65,7 +64,7 @@ impl Global {
     }
 }
 
-/// The dispatcher's subcommands, one per role it plays (DESIGN.md §6).
+/// The dispatcher's subcommands, one per role it plays (ARCHITECTURE.md §6).
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the dispatcher service: load job files, schedule runs, publish tasks, consume events,
@@ -102,23 +101,14 @@ pub enum Command {
     },
 }
 
-/// Why a command failed: the exit code follows (2 usage, 1 failure).
-#[derive(Debug)]
-pub enum Fail {
-    /// Bad options or configuration (exit 2).
-    Usage(String),
-    /// Something failed (exit 1).
-    Failure(String),
-}
-
 /// Reads `30s`, `15m`, `1h`, `2d` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: u64 = n
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 15m, 1h, 2d)"))?;
+        .map_err(|_| Error::usage(format!("{s:?} is not a duration (e.g. 30s, 15m, 1h, 2d)")))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -126,16 +116,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => 86_400,
         "ms" => return Ok(Duration::from_millis(n)),
         _ => {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ))
+            )))
         }
     };
     Ok(Duration::from_secs(n.saturating_mul(mult)))
 }
 
 /// Runs a parsed command line; the exit code.
-pub async fn run(cli: Cli) -> Result<i32, Fail> {
+pub async fn run(cli: Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Serve => serve::serve(cli.global.settings()?).await,
         Command::Jobs { json } => serve::jobs(&cli.global.settings()?, *json).await,

@@ -5,13 +5,15 @@
 //! task's: its own on success or failure, 1 when it expired or was rejected or the wait timed
 //! out, 130 on Ctrl-C.
 
+use super::parse_duration;
 use super::spec::{Kind, SpecArgs};
-use super::{parse_duration, Fail};
 use clap::Args;
 use freezer_contracts::{node_queue, pool_queue, Event, EventStatus, TaskEnvelope};
-use freezer_dispatcher::bus::{self, Bus};
+use freezer_dispatcher::bus::Bus;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::runs::{self, wait};
+use freezer_dispatcher::Error;
+use freezer_fleet::amqp;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -55,43 +57,41 @@ pub struct PublishArgs {
 }
 
 /// Runs `publish`; the exit code.
-pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fail> {
+pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Error> {
     let kind = match (&args.job, args.kind) {
         (Some(job), _) => {
             return super::job_run::run(cfg, job, args.wait, args.timeout, args.json).await
         }
         (None, Some(kind)) => kind,
-        (None, None) => return Err(Fail::Usage("publish needs a KIND or --job".into())),
+        (None, None) => return Err(Error::usage("publish needs a KIND or --job")),
     };
-    let spec = args.spec.to_spec(kind).map_err(Fail::Usage)?;
+    let spec = args.spec.to_spec(kind)?;
     let queue = match (&args.node, &args.pool) {
         (Some(n), _) => {
-            freezer_contracts::check_ident("--node", n).map_err(|e| Fail::Usage(e.to_string()))?;
+            freezer_contracts::check_ident("--node", n)?;
             node_queue(n)
         }
         (None, Some(p)) => {
-            freezer_contracts::check_ident("--pool", p).map_err(|e| Fail::Usage(e.to_string()))?;
+            freezer_contracts::check_ident("--pool", p)?;
             pool_queue(p)
         }
-        (None, None) => return Err(Fail::Usage("--node or --pool is required".into())),
+        (None, None) => return Err(Error::usage("--node or --pool is required")),
     };
-    let now = freezer_dispatcher::now();
+    let now = freezer_fleet::clock::now();
     let id = freezer_dispatcher::new_task_id();
     let run_id = format!("manual.{}", id.unix_ms());
     let mut task = TaskEnvelope::new(id, &args.job_id, run_id, spec);
     task.expires_at = Some(freezer_dispatcher::add(now, args.expires_in));
-    task.validate().map_err(|e| Fail::Usage(e.to_string()))?;
+    task.validate()?;
 
-    let mut redis = runs::redis(&cfg.redis_url).map_err(Fail::Usage)?;
-    let conn = bus::connect(&cfg.amqp_url).await.map_err(Fail::Failure)?;
+    let mut redis = runs::redis(&cfg.redis_url)?;
+    let conn = amqp::connect(&cfg.amqp_url).await?;
     let bus = Bus::new();
-    bus.attach(&conn).await.map_err(Fail::Failure)?;
+    bus.attach(&conn).await?;
     let mut events = bus.subscribe();
     let _feed = if args.wait {
         let pattern = format!("task.{}.*", task.kind());
-        let (ch, q) = Bus::private_events_queue(&conn, &pattern)
-            .await
-            .map_err(Fail::Failure)?;
+        let (ch, q) = Bus::private_events_queue(&conn, &pattern).await?;
         let b = bus.clone();
         Some(tokio::spawn(async move {
             let _ = b.feed(&ch, &q).await;
@@ -99,15 +99,9 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
     } else {
         None
     };
-    bus.publish_task(
-        &mut redis,
-        &cfg.key_prefix,
-        &queue,
-        &task,
-        Duration::from_secs(30),
-    )
-    .await
-    .map_err(Fail::Failure)?;
+    let keys = cfg.keys();
+    bus.publish_task(&mut redis, &keys, &queue, &task, Duration::from_secs(30))
+        .await?;
     if !args.wait {
         if args.json {
             println!(
@@ -117,7 +111,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
         } else {
             println!("{}", task.task_id);
         }
-        bus::close(conn).await;
+        amqp::close(conn).await;
         return Ok(0);
     }
     if !args.json {
@@ -131,7 +125,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
     );
     let watch = wait::Watch {
         redis: &mut redis,
-        prefix: &cfg.key_prefix,
+        keys: &keys,
         events: &mut events,
         margin: Duration::from_secs(30),
         poll: Duration::from_secs(1),
@@ -146,15 +140,19 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
     let outcome = tokio::select! {
         o = waiting => o,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: task {} goes on without this command", task.task_id);
-            return Ok(130);
+            return Err(Error::Interrupted(format!(
+                "interrupted: task {} goes on without this command",
+                task.task_id
+            )));
         }
         _ = timeout => {
-            eprintln!("timed out waiting for task {} (it may still run)", task.task_id);
             if args.json {
                 println!("{}", json!({ "task_id": task.task_id, "status": "timeout", "exit_code": 1 }));
             }
-            return Ok(1);
+            return Err(Error::Timeout(format!(
+                "timed out waiting for task {} (it may still run)",
+                task.task_id
+            )));
         }
     };
     if outcome.event.is_none() {
@@ -187,7 +185,7 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Fai
             })
         );
     }
-    bus::close(conn).await;
+    amqp::close(conn).await;
     Ok(code)
 }
 

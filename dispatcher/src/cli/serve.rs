@@ -7,34 +7,35 @@
 //! SIGINT; then the leader lease is released so a standby takes over at once, and the runs in
 //! progress stay in Redis for the next leader to resume.
 
-use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{self, DueRun, JobSet};
-use freezer_dispatcher::metrics::{self, Metrics};
-use freezer_dispatcher::{jobs_cmd, leader, runs, scheduler};
+use freezer_dispatcher::metrics::Metrics;
+use freezer_dispatcher::{jobs_cmd, leader, runs, scheduler, Error};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// Runs the dispatcher service until SIGTERM or SIGINT; 0 after a clean stop.
-pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
-    freezer_contracts::check_ident("dispatcher.id", &settings.id)
-        .map_err(|e| Fail::Usage(e.to_string()))?;
+pub async fn serve(settings: DispatcherSection) -> Result<i32, Error> {
+    freezer_contracts::check_ident("dispatcher.id", &settings.id)?;
     if !settings.jobs_dir.is_dir() {
-        return Err(Fail::Usage(format!(
+        return Err(Error::setting(format!(
             "jobs_dir {}: not a directory",
             settings.jobs_dir.display()
         )));
     }
-    let redis = runs::redis(&settings.redis_url).map_err(Fail::Usage)?;
+    let redis = runs::redis(&settings.redis_url)?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Metrics::register(&mut registry);
     let metrics_server = match &settings.metrics_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr.as_str())
                 .await
-                .map_err(|e| Fail::Usage(format!("metrics_addr {addr}: {e}")))?;
-            Some(tokio::spawn(metrics::serve(listener, Arc::new(registry))))
+                .map_err(|e| Error::setting_from(format!("metrics_addr {addr}"), e))?;
+            Some(tokio::spawn(freezer_fleet::metrics::serve(
+                listener,
+                Arc::new(registry),
+            )))
         }
         None => None,
     };
@@ -111,7 +112,7 @@ pub async fn serve(settings: DispatcherSection) -> Result<i32, Fail> {
 }
 
 /// `freezer-dispatcher jobs [--json]`: 1 when a job file is broken (listed), else 0.
-pub async fn jobs(settings: &DispatcherSection, json: bool) -> Result<i32, Fail> {
+pub async fn jobs(settings: &DispatcherSection, json: bool) -> Result<i32, Error> {
     let (text, broken) = jobs_cmd::jobs_command(settings, json).await;
     print!("{text}");
     Ok(i32::from(broken))

@@ -1,23 +1,23 @@
 //! `status`, `workers` and `sessions`: read Redis ([`freezer_dispatcher::status`]) and print JSON
 //! (`--json`, the library's field names) or a table.
 
-use super::Fail;
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::runs;
 use freezer_dispatcher::status;
+use freezer_dispatcher::Error;
 use serde_json::Value;
 
-fn redis(cfg: &DispatcherSection) -> Result<redis::aio::ConnectionManager, Fail> {
-    runs::redis(&cfg.redis_url).map_err(Fail::Usage)
+fn redis(cfg: &DispatcherSection) -> Result<redis::aio::ConnectionManager, Error> {
+    runs::redis(&cfg.redis_url)
 }
 
-fn redis_err(e: redis::RedisError) -> Fail {
-    Fail::Failure(format!("redis: {e}"))
+fn redis_err(e: redis::RedisError) -> Error {
+    Error::redis("redis")(e)
 }
 
 /// `workers [--json]`.
-pub async fn workers(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> {
-    let list = status::workers(&mut redis(cfg)?, &cfg.key_prefix)
+pub async fn workers(cfg: &DispatcherSection, json: bool) -> Result<i32, Error> {
+    let list = status::workers(&mut redis(cfg)?, &cfg.keys())
         .await
         .map_err(redis_err)?;
     if json {
@@ -53,8 +53,8 @@ pub async fn workers(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> {
 }
 
 /// `sessions [--json]`.
-pub async fn sessions(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> {
-    let list = status::sessions(&mut redis(cfg)?, &cfg.key_prefix, 100)
+pub async fn sessions(cfg: &DispatcherSection, json: bool) -> Result<i32, Error> {
+    let list = status::sessions(&mut redis(cfg)?, &cfg.keys(), 100)
         .await
         .map_err(redis_err)?;
     if json {
@@ -95,12 +95,12 @@ pub async fn sessions(cfg: &DispatcherSection, json: bool) -> Result<i32, Fail> 
 }
 
 /// `status [ID] [--json]`.
-pub async fn status(cfg: &DispatcherSection, id: Option<&str>, json: bool) -> Result<i32, Fail> {
-    let found = status::lookup(&mut redis(cfg)?, &cfg.key_prefix, id)
+pub async fn status(cfg: &DispatcherSection, id: Option<&str>, json: bool) -> Result<i32, Error> {
+    let found = status::lookup(&mut redis(cfg)?, &cfg.keys(), id)
         .await
         .map_err(redis_err)?;
     let Some(v) = found else {
-        return Err(Fail::Failure(format!(
+        return Err(Error::NotFound(format!(
             "no task, run or job named {:?} (records expire; see the job's history)",
             id.unwrap_or("")
         )));

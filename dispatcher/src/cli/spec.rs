@@ -4,6 +4,7 @@
 
 use clap::{Args, ValueEnum};
 use freezer_contracts::{TaskKind, TaskSpec};
+use freezer_dispatcher::Error;
 use serde_json::{Map, Value};
 
 /// The kinds `publish` takes.
@@ -152,7 +153,7 @@ pub struct SpecArgs {
 
 impl SpecArgs {
     /// The spec of `kind` from the options given; the error names the offending field.
-    pub fn to_spec(&self, kind: Kind) -> Result<TaskSpec, String> {
+    pub fn to_spec(&self, kind: Kind) -> Result<TaskSpec, Error> {
         let mut m = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -204,9 +205,10 @@ impl SpecArgs {
         put("read_data_subset", self.read_data_subset.map(Value::from));
         put("compare_to", s(&self.compare_to));
         put("sleep_ms", self.sleep_ms.map(Value::from));
-        let spec = TaskSpec::from_parts(kind.task_kind(), Value::Object(m))
-            .map_err(|e| option_names(&e.to_string()))?;
-        spec.validate().map_err(|e| option_names(&e.to_string()))?;
+        let usage =
+            |e: freezer_contracts::ContractError| Error::usage(option_names(&e.to_string()));
+        let spec = TaskSpec::from_parts(kind.task_kind(), Value::Object(m)).map_err(usage)?;
+        spec.validate().map_err(usage)?;
         Ok(spec)
     }
 }
@@ -243,9 +245,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(a.to_spec(Kind::Backup).unwrap().kind(), TaskKind::Backup);
-        let e = a.to_spec(Kind::Noop).unwrap_err();
+        let e = a.to_spec(Kind::Noop).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
-        let e = SpecArgs::default().to_spec(Kind::Backup).unwrap_err();
+        let e = SpecArgs::default()
+            .to_spec(Kind::Backup)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("path_to_backup"), "{e}");
         assert_eq!(option_names("spec.keep_last: bad"), "--keep-last: bad");
     }

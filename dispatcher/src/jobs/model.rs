@@ -32,7 +32,7 @@ pub enum Target {
     Node(String),
     /// `pool = "verify"`: any worker of the pool.
     Pool(String),
-    /// `[session] nodes = [...]`: one task per node, meeting at a barrier (DESIGN.md §5).
+    /// `[session] nodes = [...]`: one task per node, meeting at a barrier (ARCHITECTURE.md §5).
     Session(SessionDef),
 }
 

@@ -1,5 +1,5 @@
 //! The run engine: turns each [`DueRun`] into tasks, follows them, applies OpenStack Freezer's
-//! rules, and records the run (DESIGN.md §5; the reference's §7.2).
+//! rules, and records the run (ARCHITECTURE.md §5; the reference's §7.2).
 //!
 //! - A run starts only if its run id was never seen ([`record::create`]: `HSETNX`): the same due
 //!   run sent twice, by a scheduler or by two dispatchers, is published once.
@@ -31,13 +31,15 @@
 pub mod record;
 pub mod wait;
 
-use crate::bus::{self, Bus};
+use crate::bus::Bus;
 use crate::config::DispatcherSection;
+use crate::error::{Error, Result};
 use crate::jobs::DueRun;
 use crate::metrics::Metrics;
 use freezer_contracts::{
     node_queue, pool_queue, Session, TaskEnvelope, TaskSpec, TaskState, UtcTime,
 };
+use freezer_fleet::{amqp, Keys};
 use record::{ActionState, PlanTarget, RunDoc, TaskRecord};
 use redis::aio::ConnectionManager;
 use std::future::Future;
@@ -52,6 +54,8 @@ use wait::Outcome;
 pub struct Ctx {
     /// The `[dispatcher]` settings (URLs, prefix, events queue, history length).
     pub config: DispatcherSection,
+    /// The Redis key names under `config.key_prefix`.
+    pub keys: Keys,
     /// Redis.
     pub redis: ConnectionManager,
     /// The broker.
@@ -70,6 +74,7 @@ impl Ctx {
     /// A context with default timings (margin 60 s, poll 2 s, publish give-up 60 s).
     pub fn new(config: DispatcherSection, redis: ConnectionManager, metrics: Metrics) -> Ctx {
         Ctx {
+            keys: Keys::new(config.key_prefix.clone()),
             config,
             redis,
             bus: Bus::new(),
@@ -79,21 +84,12 @@ impl Ctx {
             publish_give_up: Duration::from_secs(60),
         }
     }
-
-    fn prefix(&self) -> &str {
-        &self.config.key_prefix
-    }
 }
 
 /// A Redis connection that reconnects by itself (lazy: no error until used).
-pub fn redis(url: &str) -> Result<ConnectionManager, String> {
-    let client = redis::Client::open(url).map_err(|e| format!("redis_url {url}: {e}"))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("redis: {e}"))
+pub fn redis(url: &str) -> Result<ConnectionManager> {
+    freezer_fleet::redis_conn::connect(url)
+        .map_err(|e| Error::setting_from(format!("redis_url {url}"), e))
 }
 
 /// Runs the engine until `shutdown` completes: due runs from `due` are started while `leader`
@@ -167,7 +163,7 @@ async fn lead(
     let link = tokio::spawn(keep_link(ctx.clone(), stop_rx));
     let mut runs = JoinSet::new();
     let resumed = loop {
-        match record::active(&mut ctx.redis.clone(), ctx.prefix()).await {
+        match record::active(&mut ctx.redis.clone(), &ctx.keys).await {
             Ok(docs) => break docs,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the runs in progress; retrying");
@@ -219,7 +215,7 @@ async fn start(ctx: &Arc<Ctx>, runs: &mut JoinSet<()>, d: DueRun) {
     ctx.metrics.job(&doc.job_id);
     let mut delay = Duration::from_millis(200);
     for _ in 0..5 {
-        match record::create(&mut ctx.redis.clone(), ctx.prefix(), &doc).await {
+        match record::create(&mut ctx.redis.clone(), &ctx.keys, &doc).await {
             Ok(true) => return spawn_run(ctx, runs, doc),
             Ok(false) => {
                 tracing::info!(run_id = %d.run_id, "run seen before: not starting it again");
@@ -240,9 +236,9 @@ fn spawn_run(ctx: &Arc<Ctx>, runs: &mut JoinSet<()>, doc: RunDoc) {
     runs.spawn(execute(ctx.clone(), doc).instrument(span));
 }
 
-/// Sets `freezer_workers_alive` from the heartbeats.
+/// Sets `freezer_fleet_workers_alive` from the heartbeats.
 async fn count_workers(ctx: &Ctx) {
-    match crate::status::workers(&mut ctx.redis.clone(), ctx.prefix()).await {
+    match crate::status::workers(&mut ctx.redis.clone(), &ctx.keys).await {
         Ok(w) => {
             let live = w.iter().filter(|w| w.live).count() as i64;
             ctx.metrics.workers_alive.set(live);
@@ -267,18 +263,18 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                 tracing::info!("connected to the broker");
                 let stopped = tokio::select! {
                     r = ctx.bus.feed(&ch, &queue) => {
-                        if let Err(e) = r { tracing::warn!(error = %e, "lost the broker connection; reconnecting"); }
+                        if let Err(e) = r { tracing::warn!(error = %e.report(), "lost the broker connection; reconnecting"); }
                         false
                     }
                     _ = stop.changed() => true,
                 };
                 ctx.bus.detach().await;
-                bus::close(conn).await;
+                amqp::close(conn).await;
                 if stopped {
                     return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot set up the broker connection"),
+            Err(e) => tracing::warn!(error = %e.report(), "cannot set up the broker connection"),
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -288,21 +284,20 @@ async fn keep_link(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn link_once(ctx: &Ctx, queue: &str) -> Result<(lapin::Connection, lapin::Channel), String> {
-    let conn = bus::connect(&ctx.config.amqp_url).await?;
+async fn link_once(ctx: &Ctx, queue: &str) -> Result<(lapin::Connection, lapin::Channel)> {
+    let conn = amqp::connect(&ctx.config.amqp_url).await?;
     ctx.bus.attach(&conn).await?;
     Bus::declare_events_queue(&conn, queue).await?;
-    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let ch = conn.create_channel().await?;
     ch.basic_qos(200, lapin::options::BasicQosOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok((conn, ch))
 }
 
 /// Writes the run record, retrying until Redis takes it (a run does not go on unrecorded).
 async fn save(ctx: &Ctx, doc: &RunDoc) {
     let mut delay = Duration::from_millis(100);
-    while let Err(e) = record::save(&mut ctx.redis.clone(), ctx.prefix(), doc).await {
+    while let Err(e) = record::save(&mut ctx.redis.clone(), &ctx.keys, doc).await {
         tracing::warn!(error = %e, "cannot record the run; retrying");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
@@ -334,12 +329,12 @@ async fn execute(ctx: Arc<Ctx>, mut doc: RunDoc) {
     let failed = doc.actions.iter().any(|a| a.state == ActionState::Failed);
     let result = if failed { "failed" } else { "succeeded" };
     doc.result = Some(result.into());
-    let end = crate::now();
+    let end = freezer_fleet::clock::now();
     doc.ended_at = Some(end);
     let mut delay = Duration::from_millis(100);
     while let Err(e) = record::finish(
         &mut ctx.redis.clone(),
-        ctx.prefix(),
+        &ctx.keys,
         &doc,
         ctx.config.history_len,
     )
@@ -470,7 +465,7 @@ async fn start_attempt(ctx: &Ctx, doc: &mut RunDoc, i: usize) {
     let action = &plan.actions[i];
     let rec = &doc.actions[i];
     let attempt = rec.attempts + 1;
-    let now = crate::now();
+    let now = freezer_fleet::clock::now();
     let not_before =
         (attempt > 1).then(|| crate::add(now, Duration::from_millis(action.retry_interval_ms)));
     let expires_at = crate::add(not_before.unwrap_or(now), plan.expires_after());
@@ -573,10 +568,10 @@ async fn wait_current(ctx: &Ctx, doc: &mut RunDoc, i: usize, fresh: bool) {
         let published = if let Err(e) = env.validate() {
             // The worker would reject it: say why here, publish nothing, do not retry.
             Err(("rejected", format!("not published: {e}")))
-        } else if fresh || unknown_to_workers(&mut redis, ctx.prefix(), &env).await {
+        } else if fresh || unknown_to_workers(&mut redis, &ctx.keys, &env).await {
             publish(ctx, &mut redis, &queue, &env)
                 .await
-                .map_err(|e| ("failed", e))
+                .map_err(|e| ("failed", e.report()))
         } else {
             Ok(())
         };
@@ -592,7 +587,7 @@ async fn wait_current(ctx: &Ctx, doc: &mut RunDoc, i: usize, fresh: bool) {
                 Ok(()) => {
                     let w = wait::Watch {
                         redis: &mut redis,
-                        prefix: ctx.prefix(),
+                        keys: &ctx.keys,
                         events: &mut events,
                         margin: ctx.expiry_margin,
                         poll: ctx.poll,
@@ -622,11 +617,11 @@ async fn wait_current(ctx: &Ctx, doc: &mut RunDoc, i: usize, fresh: bool) {
 /// publishes it again (same id, so it still runs at most once).
 async fn unknown_to_workers(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     task: &TaskEnvelope,
 ) -> bool {
     let state: redis::RedisResult<Option<String>> = redis::cmd("HGET")
-        .arg(crate::keys::task(prefix, task.task_id.as_str()))
+        .arg(keys.task(task.task_id.as_str()))
         .arg("state")
         .query_async(redis)
         .await;
@@ -644,9 +639,9 @@ async fn publish(
     redis: &mut ConnectionManager,
     queue: &str,
     task: &TaskEnvelope,
-) -> Result<(), String> {
+) -> Result<()> {
     ctx.bus
-        .publish_task(redis, ctx.prefix(), queue, task, ctx.publish_give_up)
+        .publish_task(redis, &ctx.keys, queue, task, ctx.publish_give_up)
         .await?;
     ctx.metrics.published(task.kind());
     tracing::info!(task_id = %task.task_id, queue, attempt = task.attempt, "task published");

@@ -6,8 +6,9 @@
 //! task id once).
 
 use crate::jobs::{Job, Target};
-use crate::keys;
 use freezer_contracts::{SessionPolicy, TaskEnvelope, TaskSpec, UtcTime};
+use freezer_fleet::keys::{FINISHED_RUN_TTL, HISTORY_TTL, RUN_TTL};
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -186,7 +187,7 @@ impl RunDoc {
             run_id: run_id.into(),
             job_id: plan.job_id.clone(),
             fire_time,
-            started_at: crate::now(),
+            started_at: freezer_fleet::clock::now(),
             ended_at: None,
             result: None,
             actions: plan
@@ -226,16 +227,16 @@ return 1
 /// Creates the run record; false when the run id was seen before (then nothing is written).
 pub async fn create(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     doc: &RunDoc,
 ) -> redis::RedisResult<bool> {
     let n: i64 = redis::Script::new(CREATE)
-        .key(keys::run(prefix, &doc.run_id))
-        .key(keys::active_runs(prefix))
+        .key(keys.run(&doc.run_id))
+        .key(keys.active_runs())
         .arg(&doc.job_id)
         .arg(serde_json::to_string(doc).unwrap_or_default())
-        .arg(crate::now().to_string())
-        .arg(keys::RUN_TTL.as_secs())
+        .arg(freezer_fleet::clock::now().to_string())
+        .arg(RUN_TTL.as_secs())
         .arg(&doc.run_id)
         .invoke_async(redis)
         .await?;
@@ -245,21 +246,21 @@ pub async fn create(
 /// Rewrites the run record (state `running`).
 pub async fn save(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     doc: &RunDoc,
 ) -> redis::RedisResult<()> {
-    let key = keys::run(prefix, &doc.run_id);
+    let key = keys.run(&doc.run_id);
     redis::pipe()
         .cmd("HSET")
         .arg(&key)
         .arg("doc")
         .arg(serde_json::to_string(doc).unwrap_or_default())
         .arg("updated_at")
-        .arg(crate::now().to_string())
+        .arg(freezer_fleet::clock::now().to_string())
         .ignore()
         .cmd("EXPIRE")
         .arg(&key)
-        .arg(keys::RUN_TTL.as_secs())
+        .arg(RUN_TTL.as_secs())
         .ignore()
         .query_async(redis)
         .await
@@ -269,12 +270,12 @@ pub async fn save(
 /// active set, shorter TTL.
 pub async fn finish(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     doc: &RunDoc,
     history_len: usize,
 ) -> redis::RedisResult<()> {
-    let key = keys::run(prefix, &doc.run_id);
-    let history = keys::history(prefix, &doc.job_id);
+    let key = keys.run(&doc.run_id);
+    let history = keys.history(&doc.job_id);
     redis::pipe()
         .atomic()
         .cmd("HSET")
@@ -284,11 +285,11 @@ pub async fn finish(
         .arg("state")
         .arg(doc.result.as_deref().unwrap_or("failed"))
         .arg("updated_at")
-        .arg(crate::now().to_string())
+        .arg(freezer_fleet::clock::now().to_string())
         .ignore()
         .cmd("EXPIRE")
         .arg(&key)
-        .arg(keys::FINISHED_RUN_TTL.as_secs())
+        .arg(FINISHED_RUN_TTL.as_secs())
         .ignore()
         .cmd("LPUSH")
         .arg(&history)
@@ -301,10 +302,10 @@ pub async fn finish(
         .ignore()
         .cmd("EXPIRE")
         .arg(&history)
-        .arg(keys::HISTORY_TTL.as_secs())
+        .arg(HISTORY_TTL.as_secs())
         .ignore()
         .cmd("SREM")
-        .arg(keys::active_runs(prefix))
+        .arg(keys.active_runs())
         .arg(&doc.run_id)
         .ignore()
         .query_async(redis)
@@ -313,18 +314,15 @@ pub async fn finish(
 
 /// The runs to resume: every active run whose record still exists (others are dropped from the
 /// set).
-pub async fn active(
-    redis: &mut ConnectionManager,
-    prefix: &str,
-) -> redis::RedisResult<Vec<RunDoc>> {
+pub async fn active(redis: &mut ConnectionManager, keys: &Keys) -> redis::RedisResult<Vec<RunDoc>> {
     let ids: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(keys::active_runs(prefix))
+        .arg(keys.active_runs())
         .query_async(redis)
         .await?;
     let mut out = Vec::new();
     for id in ids {
         let doc: Option<String> = redis::cmd("HGET")
-            .arg(keys::run(prefix, &id))
+            .arg(keys.run(&id))
             .arg("doc")
             .query_async(redis)
             .await?;
@@ -333,7 +331,7 @@ pub async fn active(
             _ => {
                 tracing::warn!(run_id = %id, "forgetting an active run whose record is gone or unreadable");
                 redis::cmd("SREM")
-                    .arg(keys::active_runs(prefix))
+                    .arg(keys.active_runs())
                     .arg(&id)
                     .query_async::<()>(redis)
                     .await?;

@@ -4,8 +4,8 @@
 //! never started (its node is down, or no worker serves its pool), or its worker died and it can
 //! no longer start, since a worker reports an expired task instead of running it.
 
-use crate::keys;
 use freezer_contracts::{Event, EventStatus, TaskEnvelope, TaskState};
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,8 +59,8 @@ impl Outcome {
 pub struct Watch<'a> {
     /// Redis (task records).
     pub redis: &'a mut ConnectionManager,
-    /// Key prefix.
-    pub prefix: &'a str,
+    /// The Redis key names.
+    pub keys: &'a Keys,
     /// Events, subscribed before the task was published.
     pub events: &'a mut broadcast::Receiver<Arc<Event>>,
     /// Grace after `expires_at` before a task without a live lease counts as expired.
@@ -91,7 +91,7 @@ pub async fn outcome(
                 Err(broadcast::error::RecvError::Closed) => events_open = false,
             },
             _ = tick.tick() => {
-                match poll(w.redis, w.prefix, task, w.margin).await {
+                match poll(w.redis, w.keys, task, w.margin).await {
                     Ok(Some(o)) => return o,
                     Ok(None) => {}
                     Err(e) => tracing::warn!(task_id = %task.task_id, error = %e, "cannot read the task record"),
@@ -104,7 +104,7 @@ pub async fn outcome(
 /// One look at the task record: its outcome if it has one (or if it is over, see the module doc).
 pub async fn poll(
     redis: &mut ConnectionManager,
-    prefix: &str,
+    keys: &Keys,
     task: &TaskEnvelope,
     margin: Duration,
 ) -> redis::RedisResult<Option<Outcome>> {
@@ -112,16 +112,16 @@ pub async fn poll(
     let (state, event, node, lease): (Option<String>, Option<String>, Option<String>, bool) =
         redis::pipe()
             .cmd("HGET")
-            .arg(keys::task(prefix, id))
+            .arg(keys.task(id))
             .arg("state")
             .cmd("HGET")
-            .arg(keys::task(prefix, id))
+            .arg(keys.task(id))
             .arg("event")
             .cmd("HGET")
-            .arg(keys::task(prefix, id))
+            .arg(keys.task(id))
             .arg("node")
             .cmd("EXISTS")
-            .arg(keys::task_lease(prefix, id))
+            .arg(keys.task_lease(id))
             .query_async(redis)
             .await?;
     let state = state.as_deref().and_then(TaskState::from_stored);
@@ -142,7 +142,7 @@ pub async fn poll(
         return Ok(None);
     };
     let deadline = crate::add(expires_at, margin);
-    if lease || crate::now() < deadline {
+    if lease || freezer_fleet::clock::now() < deadline {
         return Ok(None);
     }
     let reason = match (state, node) {

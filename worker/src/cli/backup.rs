@@ -6,6 +6,7 @@ use crate::engine::backup;
 use crate::error::Result;
 use crate::progress::human_bytes;
 use crate::resolve::{self, BackupPlan, Origin, TransferFlags};
+use crate::CancellationToken;
 use clap::Args;
 use freezer_contracts::{BackupSpec, ByteSize};
 use std::path::PathBuf;
@@ -42,9 +43,11 @@ impl BackupArgs {
 }
 
 /// Runs `backup`; exit code 3 when some files could not be read.
-pub fn run(a: BackupArgs, config: &WorkerConfig) -> Result<i32> {
-    let opts = a.plan(config)?.open(config, !a.json, Default::default())?;
-    let r = backup::backup(&opts)?;
+pub fn run(a: BackupArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
+    let opts = a
+        .plan(config)?
+        .open(config, !a.json, Default::default(), cancel)?;
+    let r = backup::backup(&opts, cancel)?;
     if a.json {
         print_json(&r);
     } else {

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::list;
 use crate::progress::human_bytes;
 use crate::resolve::{self, Origin};
+use crate::CancellationToken;
 use clap::Args;
 use freezer_contracts::ListSpec;
 
@@ -29,7 +30,7 @@ pub struct InfoArgs {
 }
 
 /// Runs `info`: exit code 10 when no backup matches.
-pub fn run(a: InfoArgs, config: &WorkerConfig) -> Result<i32> {
+pub fn run(a: InfoArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     let origin = Origin::Cli {
         pass_file: None,
         transfer: a.transfer.into(),
@@ -41,7 +42,7 @@ pub fn run(a: InfoArgs, config: &WorkerConfig) -> Result<i32> {
         .ok_or_else(|| Error::usage("info needs --backup-name"))?;
     // Unlike a listing, info is about this machine's backups unless told otherwise.
     let host = resolve::host(config, plan.hostname.as_deref())?;
-    let storage = plan.open(config)?;
+    let storage = plan.open(config, cancel)?;
     let (rows, damaged) = list::list(&*storage, Some(&name), Some(&host))?;
     for d in &damaged {
         eprintln!("warning: {d}");

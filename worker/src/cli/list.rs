@@ -5,6 +5,7 @@ use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::list;
 use crate::resolve::{self, ListPlan, Origin};
+use crate::CancellationToken;
 use clap::Args;
 use freezer_contracts::ListSpec;
 
@@ -34,10 +35,10 @@ impl ListArgs {
 }
 
 /// Runs `list`.
-pub fn run(a: ListArgs, config: &WorkerConfig) -> Result<i32> {
+pub fn run(a: ListArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
     let plan = a.plan(config)?;
     let (rows, damaged) = list::list(
-        &*plan.open(config)?,
+        &*plan.open(config, cancel)?,
         plan.backup_name.as_deref(),
         plan.hostname.as_deref(),
     )?;

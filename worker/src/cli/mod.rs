@@ -1,5 +1,5 @@
 //! The standalone command line (`freezer-worker backup|restore|list|...`): option names follow
-//! OpenStack Freezer's agent (DESIGN.md §6) so its users' scripts carry over.
+//! OpenStack Freezer's agent (ARCHITECTURE.md §6) so its users' scripts carry over.
 //!
 //! Each command parses into the contracts' spec of its kind (the same type a task carries),
 //! flattened with the few flags only a command line has (`--encrypt-pass-file`, `--json`, transfer
@@ -16,6 +16,7 @@ pub mod verify;
 use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::resolve::TransferFlags;
+use crate::CancellationToken;
 use clap::{Args, Parser, Subcommand};
 use freezer_contracts::ByteSize;
 use std::path::PathBuf;
@@ -63,16 +64,17 @@ pub enum Command {
     Run,
 }
 
-/// Runs a parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Runs a parsed command until it ends or `cancel` (the CLI's root token, which its SIGINT
+/// handler cancels) stops it; returns the process exit code.
+pub fn run(cli: Cli, cancel: &CancellationToken) -> Result<i32> {
     let config = WorkerConfig::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Backup(a) => backup::run(a, &config),
-        Command::Restore(a) => restore::run(a, &config),
-        Command::List(a) => list::run(a, &config),
-        Command::Info(a) => info::run(a, &config),
-        Command::Prune(a) => prune::run(a, &config),
-        Command::Verify(a) => verify::run(a, &config),
+        Command::Backup(a) => backup::run(a, &config, cancel),
+        Command::Restore(a) => restore::run(a, &config, cancel),
+        Command::List(a) => list::run(a, &config, cancel),
+        Command::Info(a) => info::run(a, &config, cancel),
+        Command::Prune(a) => prune::run(a, &config, cancel),
+        Command::Verify(a) => verify::run(a, &config, cancel),
         Command::Run => Ok(crate::daemon::main(config)),
     }
 }

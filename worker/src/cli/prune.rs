@@ -6,6 +6,7 @@ use crate::engine::prune;
 use crate::error::Result;
 use crate::progress::human_bytes;
 use crate::resolve::{self, Origin, PrunePlan};
+use crate::CancellationToken;
 use clap::Args;
 use freezer_contracts::PruneSpec;
 
@@ -35,8 +36,8 @@ impl PruneArgs {
 }
 
 /// Runs `prune`.
-pub fn run(a: PruneArgs, config: &WorkerConfig) -> Result<i32> {
-    let r = prune::prune(&a.plan(config)?.open(config)?)?;
+pub fn run(a: PruneArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
+    let r = prune::prune(&a.plan(config)?.open(config, cancel)?, cancel)?;
     if a.json {
         print_json(&r);
         return Ok(0);

@@ -6,6 +6,7 @@ use crate::engine::restore;
 use crate::error::Result;
 use crate::progress::human_bytes;
 use crate::resolve::{self, Origin, RestorePlan, TransferFlags};
+use crate::CancellationToken;
 use clap::Args;
 use freezer_contracts::{ByteSize, RestoreSpec};
 use std::path::PathBuf;
@@ -42,9 +43,11 @@ impl RestoreArgs {
 }
 
 /// Runs `restore`.
-pub fn run(a: RestoreArgs, config: &WorkerConfig) -> Result<i32> {
-    let opts = a.plan(config)?.open(config, !a.json, Default::default())?;
-    let r = restore::restore(&opts)?;
+pub fn run(a: RestoreArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
+    let opts = a
+        .plan(config)?
+        .open(config, !a.json, Default::default(), cancel)?;
+    let r = restore::restore(&opts, cancel)?;
     if a.json {
         print_json(&r);
     } else {

@@ -5,6 +5,7 @@ use crate::config::WorkerConfig;
 use crate::engine::verify;
 use crate::error::{ErrorKind, Result};
 use crate::resolve::{self, Origin, TransferFlags, VerifyPlan};
+use crate::CancellationToken;
 use clap::Args;
 use freezer_contracts::{ByteSize, VerifySpec};
 use std::path::PathBuf;
@@ -45,9 +46,9 @@ impl VerifyArgs {
 }
 
 /// Runs `verify`: exit code 12 when damage was found, 1 when the live tree differs.
-pub fn run(a: VerifyArgs, config: &WorkerConfig) -> Result<i32> {
-    let opts = a.plan(config)?.open(config)?;
-    let r = verify::verify(&opts)?;
+pub fn run(a: VerifyArgs, config: &WorkerConfig, cancel: &CancellationToken) -> Result<i32> {
+    let opts = a.plan(config)?.open(config, cancel)?;
+    let r = verify::verify(&opts, cancel)?;
     if a.json {
         print_json(&r);
     } else {

@@ -1,4 +1,4 @@
-//! Runs one task's spec through the engine, exactly as the CLI would (DESIGN.md §1: the engine
+//! Runs one task's spec through the engine, exactly as the CLI would (ARCHITECTURE.md §1: the engine
 //! knows nothing of AMQP or Redis): [`crate::resolve`] turns the spec into the engine's options
 //! (the same code the CLI calls), storages are opened and the blocking engine runs on
 //! `spawn_blocking` (see [`super::offload`]: the S3 and SSH clients block on runtimes of their
@@ -11,16 +11,17 @@
 use super::lock::{LockError, LockSet};
 use super::offload;
 use super::unwind::{AbortOnDrop, ReleaseOnDrop};
-use super::Shared;
+use super::{Running, Shared};
 use crate::engine::{backup, prune, restore, verify};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::progress::Counters;
 use crate::resolve::{self, Origin};
-use freezer_contracts::{ErrorClass, EventStatus, TaskSpec};
+use freezer_contracts::{EventStatus, TaskSpec};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What a task run produced: its final status and the byte counts for the metrics.
 pub struct Outcome {
@@ -32,25 +33,22 @@ pub struct Outcome {
     pub bytes_stored: u64,
 }
 
-/// The contracts' error class of an engine error (decides whether the dispatcher retries).
-pub fn error_class(e: &Error) -> ErrorClass {
-    match e.kind {
-        ErrorKind::Failure if e.transient => ErrorClass::Transient,
-        ErrorKind::Failure | ErrorKind::Usage => ErrorClass::Permanent,
-        ErrorKind::NotFound => ErrorClass::NotFound,
-        ErrorKind::Locked => ErrorClass::Locked,
-        ErrorKind::Integrity => ErrorClass::Integrity,
-        ErrorKind::Interrupted => ErrorClass::Interrupted,
+/// The final status of a run that failed with `e`: its class and exit code as the error says,
+/// and its message (with the guidance, when there is some) as the reason.
+pub fn failed_status(e: &Error) -> EventStatus {
+    EventStatus::Failed {
+        error_class: e.class(),
+        exit_code: e.kind.exit_code(),
+        reason: match &e.guidance {
+            Some(g) => format!("{} (hint: {g})", e.message),
+            None => e.message.clone(),
+        },
     }
 }
 
 fn failed(e: &Error) -> Outcome {
     Outcome {
-        status: EventStatus::Failed {
-            error_class: error_class(e),
-            exit_code: e.kind.exit_code(),
-            reason: e.message.clone(),
-        },
+        status: failed_status(e),
         bytes_read: 0,
         bytes_stored: 0,
     }
@@ -64,13 +62,14 @@ fn succeeded(result: serde_json::Value, exit_code: i32, read: u64, stored: u64) 
     }
 }
 
-/// Runs `spec`; `cancel` stops it (lock lost, shutdown). `rerun`: the task ran before on a
-/// worker that died, whose writer lock may outlive it by up to one lock TTL; a re-run waits that
-/// long for the lock instead of failing as `locked` at once.
+/// Runs `spec` for the task `running`, whose token stops it (lock or lease lost, the end of
+/// the shutdown's grace period). `rerun`: the task ran before on a worker that died, whose
+/// writer lock may outlive it by up to one lock TTL; a re-run waits that long for the lock
+/// instead of failing as `locked` at once.
 pub async fn execute(
     shared: &Arc<Shared>,
     spec: &TaskSpec,
-    counters: Arc<Counters>,
+    running: &Running,
     rerun: bool,
 ) -> Outcome {
     let patience = if rerun {
@@ -78,7 +77,8 @@ pub async fn execute(
     } else {
         Duration::ZERO
     };
-    match run(shared, spec, counters, patience).await {
+    let (counters, cancel) = (running.counters.clone(), running.cancel.clone());
+    match run(shared, spec, counters, cancel, patience).await {
         Ok(o) => o,
         Err(e) => failed(&e),
     }
@@ -88,32 +88,28 @@ async fn run(
     shared: &Arc<Shared>,
     spec: &TaskSpec,
     counters: Arc<Counters>,
+    cancel: CancellationToken,
     patience: Duration,
 ) -> Result<Outcome> {
     let config = &shared.config;
-    let cancel = counters.cancel.clone().unwrap_or_default();
+    // The engine runs on a blocking thread and checks its own clone of the token.
+    let token = cancel.clone();
     match spec {
         TaskSpec::Noop(s) => {
-            let sleep = tokio::time::sleep(Duration::from_millis(s.sleep_ms));
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => return Ok(succeeded(json!({}), 0, 0, 0)),
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if cancel.load(Ordering::Relaxed) {
-                            return Err(Error::interrupted());
-                        }
-                    }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(s.sleep_ms)) => {
+                    Ok(succeeded(json!({}), 0, 0, 0))
                 }
+                _ = cancel.cancelled() => Err(Error::interrupted()),
             }
         }
         TaskSpec::Backup(s) => {
             let plan = resolve::backup::resolve(s, config, &Origin::Task)?;
             let scopes = plan.lock_scopes();
-            let c = counters.clone();
+            let (c, k) = (counters.clone(), cancel.clone());
             let mut opts = offload::open(
                 shared,
-                move |config| plan.open(config, false, c),
+                move |config| plan.open(config, false, c, &k),
                 |o| &mut o.storage,
             )
             .await?;
@@ -126,49 +122,56 @@ async fn run(
             opts.commit_guard = locks.as_ref().map(|l| {
                 let l = l.clone();
                 let handle = tokio::runtime::Handle::current();
-                Arc::new(move || {
-                    handle
-                        .block_on(l.check())
-                        .map_err(|m| Error::new(ErrorKind::Locked, m))
-                }) as backup::CommitGuard
+                Arc::new(move || handle.block_on(l.check()).map_err(Error::locked))
+                    as backup::CommitGuard
             });
-            let r = locked(shared, locks, cancel, move || backup::backup(&opts)).await?;
+            let r = locked(shared, locks, cancel, move || backup::backup(&opts, &token)).await?;
             let code = if r.unreadable > 0 { 3 } else { 0 };
             let (read, stored) = (r.bytes_read, r.bytes_stored);
             Ok(succeeded(to_json(&r), code, read, stored))
         }
         TaskSpec::Restore(s) => {
             let plan = resolve::restore::resolve(s, config, &Origin::Task)?;
-            let c = counters.clone();
+            let (c, k) = (counters.clone(), cancel.clone());
             let opts = offload::open(
                 shared,
-                move |config| plan.open(config, false, c),
+                move |config| plan.open(config, false, c, &k),
                 |o| &mut o.storage,
             )
             .await?;
-            let r = blocking(move || restore::restore(&opts)).await?;
+            let r = blocking(move || restore::restore(&opts, &token)).await?;
             let written = r.bytes_written;
             Ok(succeeded(to_json(&r), 0, 0, written))
         }
         TaskSpec::Prune(s) => {
             let plan = resolve::prune::resolve(s, config, &Origin::Task)?;
             let scopes = plan.lock_scopes().filter(|_| !plan.dry_run);
-            let opts =
-                offload::open(shared, move |config| plan.open(config), |o| &mut o.storage).await?;
+            let k = cancel.clone();
+            let opts = offload::open(
+                shared,
+                move |config| plan.open(config, &k),
+                |o| &mut o.storage,
+            )
+            .await?;
             // Prune of one name takes its lock (fails fast as `locked` while a backup of it
             // runs); a prune of every name in a container takes none (see `lock_scopes`).
             let locks = match scopes {
                 Some(scopes) => Some(lock(shared, scopes, patience).await?),
                 None => None,
             };
-            let r = locked(shared, locks, cancel, move || prune::prune(&opts)).await?;
+            let r = locked(shared, locks, cancel, move || prune::prune(&opts, &token)).await?;
             Ok(succeeded(to_json(&r), 0, 0, 0))
         }
         TaskSpec::Verify(s) => {
             let plan = resolve::verify::resolve(s, config, &Origin::Task)?;
-            let opts =
-                offload::open(shared, move |config| plan.open(config), |o| &mut o.storage).await?;
-            let r = blocking(move || verify::verify(&opts)).await?;
+            let k = cancel.clone();
+            let opts = offload::open(
+                shared,
+                move |config| plan.open(config, &k),
+                |o| &mut o.storage,
+            )
+            .await?;
+            let r = blocking(move || verify::verify(&opts, &token)).await?;
             if !r.sound {
                 return Err(Error::integrity(format!(
                     "verify found damage: {}",
@@ -181,7 +184,8 @@ async fn run(
         TaskSpec::List(s) => {
             let plan = resolve::list::resolve(s, config, &Origin::Task)?;
             let (name, host) = (plan.backup_name.clone(), plan.hostname.clone());
-            let storage = offload::open(shared, move |config| plan.open(config), |s| s).await?;
+            let k = cancel.clone();
+            let storage = offload::open(shared, move |config| plan.open(config, &k), |s| s).await?;
             let (rows, _damaged) =
                 blocking(move || crate::list::list(&*storage, name.as_deref(), host.as_deref()))
                     .await?;
@@ -206,6 +210,8 @@ async fn lock(shared: &Arc<Shared>, scopes: Vec<String>, patience: Duration) -> 
         )
         .await;
         match r {
+            // A poll that remains: the lock is a Redis key another (possibly dead) worker
+            // holds, and nothing announces its release or expiry, so a re-run tries again.
             Err(LockError::Busy(_)) if started.elapsed() < patience => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -217,10 +223,9 @@ async fn lock(shared: &Arc<Shared>, scopes: Vec<String>, patience: Duration) -> 
         .lock_wait
         .observe(started.elapsed().as_secs_f64());
     r.map_err(|e| match e {
-        LockError::Busy(scope) => Error::new(
-            ErrorKind::Locked,
-            format!("{scope} is being written by another worker"),
-        ),
+        LockError::Busy(scope) => {
+            Error::locked(format!("{scope} is being written by another worker"))
+        }
         LockError::Redis(e) => Error::transient(format!("cannot take the writer lock: {e}")),
     })
 }
@@ -233,11 +238,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Runs `f` on the blocking pool while `locks` (if any) are renewed; losing one cancels the run
-/// and fails it as `locked`. The locks are released afterwards.
+/// (`cancel`, the task's token) and fails it as `locked`. The locks are released afterwards.
 async fn locked<T: Send + 'static>(
     shared: &Arc<Shared>,
     locks: Option<LockSet>,
-    cancel: Arc<AtomicBool>,
+    cancel: CancellationToken,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let Some(locks) = locks else {
@@ -267,7 +272,7 @@ async fn locked<T: Send + 'static>(
             tracing::warn!("writer lock lost: aborting the task");
             shared.metrics.locks_lost.inc();
             lost.store(true, Ordering::SeqCst);
-            cancel.store(true, Ordering::SeqCst);
+            cancel.cancel();
         }))
     };
     super::unwind::inject(&locks);
@@ -275,8 +280,7 @@ async fn locked<T: Send + 'static>(
     drop(renewer);
     release.release().await;
     if lost.load(Ordering::SeqCst) {
-        return Err(Error::new(
-            ErrorKind::Locked,
+        return Err(Error::locked(
             "the writer lock was lost while the task ran; the task was aborted",
         ));
     }

@@ -15,7 +15,6 @@
 //! publishes the same final event again. Consumers key final events by task id (the dispatcher
 //! does); every copy carries the same recorded content.
 
-use super::amqp::Outgoing;
 use super::executor;
 use super::session::{self, Gate};
 use super::state::{Claim, Lease};
@@ -23,9 +22,11 @@ use super::unwind::{self, AbortOnDrop};
 use super::{Running, Shared};
 use crate::progress::Counters;
 use freezer_contracts::{
-    ContractError, Event, EventStatus, Readiness, TaskEnvelope, TaskState, UtcTime,
-    DEAD_LETTER_EXCHANGE, TASKS_EXCHANGE, UNKNOWN_KIND,
+    ContractError, Event, EventStatus, Readiness, TaskEnvelope, TaskState, DEAD_LETTER_EXCHANGE,
+    TASKS_EXCHANGE, UNKNOWN_KIND,
 };
+use freezer_fleet::amqp::Outgoing;
+use freezer_fleet::clock::now;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,12 +37,6 @@ use tracing::Instrument;
 /// How long an event or a re-queue is retried through broker outages before it is given up
 /// (then the reaper re-publishes a recorded final event later).
 const PUBLISH_GIVE_UP: Duration = Duration::from_secs(120);
-
-/// The current time as a wire timestamp.
-pub fn now() -> UtcTime {
-    UtcTime::from_offset_date_time(time::OffsetDateTime::now_utc())
-        .expect("the clock is within RFC 3339 years")
-}
 
 /// Frees the intake reservation of a delivery however its handling ends.
 struct Reservation {
@@ -156,7 +151,7 @@ async fn run_task(
     let (claim, lease) = loop {
         match shared.store.claim(&id, &queue, &delivery.data).await {
             Ok(c) => break c,
-            Err(e) if shared.stopping.load(Ordering::SeqCst) => {
+            Err(e) if shared.stopping.is_cancelled() => {
                 tracing::warn!(error = %e, "cannot claim while stopping; returning the task to its queue");
                 let _ = delivery
                     .acker
@@ -196,11 +191,10 @@ async fn run_task(
         }
     };
     let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-    let cancel = Arc::new(AtomicBool::new(false));
     let running = Running {
         lease: lease.clone(),
-        counters: Arc::new(Counters::with_cancel(Some(cancel.clone()))),
-        cancel,
+        counters: Arc::new(Counters::default()),
+        cancel: shared.runs.child_token(),
         lease_lost: Arc::new(AtomicBool::new(false)),
         rerun: runs > 1,
     };
@@ -259,8 +253,7 @@ async fn execute(
             }
             Readiness::NotYet(d) => {
                 reservation.defer();
-                let wait = d.min(Duration::from_secs(1));
-                if wait_or_stop(shared, wait).await {
+                if wait_or_stop(shared, d).await {
                     return abandon(shared, queue, body, task, lease).await;
                 }
             }
@@ -269,9 +262,9 @@ async fn execute(
     // A slot, unless the worker stops first.
     let permit = tokio::select! {
         p = shared.slots.clone().acquire_owned() => p.expect("the slot semaphore is never closed"),
-        _ = shared.stop.notified() => return abandon(shared, queue, body, task, lease).await,
+        _ = shared.stopping.cancelled() => return abandon(shared, queue, body, task, lease).await,
     };
-    if shared.stopping.load(Ordering::SeqCst) {
+    if shared.stopping.is_cancelled() {
         drop(permit);
         return abandon(shared, queue, body, task, lease).await;
     }
@@ -311,14 +304,14 @@ async fn execute(
         task.clone(),
         running.counters.clone(),
     )));
-    let outcome = executor::execute(shared, &task.spec, running.counters.clone(), rerun).await;
+    let outcome = executor::execute(shared, &task.spec, running, rerun).await;
     drop(reporter);
     drop(permit);
     if running.lease_lost.load(Ordering::SeqCst) {
         tracing::warn!("task lease lost while running: leaving the task to its new holder");
         return;
     }
-    if running.cancel.load(Ordering::SeqCst) && shared.stopping.load(Ordering::SeqCst) {
+    if running.cancel.is_cancelled() && shared.stopping.is_cancelled() {
         if let EventStatus::Failed { .. } = outcome.status {
             return abandon(shared, queue, body, task, lease).await;
         }
@@ -391,8 +384,8 @@ async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<
 /// Sleeps `d`; true when the worker started stopping meanwhile.
 pub(super) async fn wait_or_stop(shared: &Shared, d: Duration) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => shared.stopping.load(Ordering::SeqCst),
-        _ = shared.stop.notified() => true,
+        _ = tokio::time::sleep(d) => false,
+        _ = shared.stopping.cancelled() => true,
     }
 }
 

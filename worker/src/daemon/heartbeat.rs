@@ -3,7 +3,7 @@
 //!
 //! - Heartbeat: `worker:<node>` (JSON: node, pools, version, capacity, free slots, running task
 //!   ids, time), expiring after three intervals, and the node's score (now, in ms) in the sorted
-//!   set `workers`, from which `freezer_workers_alive` is counted.
+//!   set `workers`, from which `freezer_fleet_workers_alive` is counted.
 //! - Leases: a lease found to be someone else's cancels the local run (it may not finish twice).
 //! - Reaper: tasks whose lease expired are published again to the queue they came from (a pool
 //!   task reaches another live worker; a node task waits in its node's queue for the node to
@@ -11,20 +11,15 @@
 //!   Bound: a killed worker's task is re-queued within `lease_ttl_ms` + one interval (15 s + 5 s
 //!   with the defaults) of its last renewal.
 
-use super::amqp::Outgoing;
 use super::state::Orphan;
 use super::Shared;
 use freezer_contracts::{Event, TASKS_EXCHANGE};
+use freezer_fleet::amqp::Outgoing;
+use freezer_fleet::clock::now_ms;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use std::time::Duration;
 
 /// Runs the keeper until the task is aborted.
 pub async fn keep(shared: Arc<Shared>) {
@@ -49,7 +44,7 @@ async fn renew_leases(shared: &Shared) {
             Ok(false) => {
                 tracing::warn!(task_id = %r.lease.task_id, "task lease taken by another worker: cancelling the local run");
                 r.lease_lost.store(true, Ordering::SeqCst);
-                r.cancel.store(true, Ordering::SeqCst);
+                r.cancel.cancel();
             }
             Err(e) => {
                 tracing::warn!(task_id = %r.lease.task_id, error = %e, "cannot renew a task lease")
@@ -73,11 +68,12 @@ async fn heartbeat(shared: &Shared) -> redis::RedisResult<()> {
     });
     let ttl_ms = d.heartbeat_interval_ms.max(100) * 3;
     let mut conn = shared.store.conn();
-    let workers = format!("{}workers", d.key_prefix);
+    let keys = shared.store.keys();
+    let workers = keys.workers();
     let now = now_ms();
     let (_, _, _, alive): ((), i64, i64, i64) = redis::pipe()
         .cmd("SET")
-        .arg(format!("{}worker:{}", d.key_prefix, d.node))
+        .arg(keys.worker(&d.node))
         .arg(body.to_string())
         .arg("PX")
         .arg(ttl_ms)
@@ -105,9 +101,9 @@ pub async fn clear(shared: &Shared) {
     let mut conn = shared.store.conn();
     let _: redis::RedisResult<()> = redis::pipe()
         .cmd("DEL")
-        .arg(format!("{}worker:{}", d.key_prefix, d.node))
+        .arg(shared.store.keys().worker(&d.node))
         .cmd("ZREM")
-        .arg(format!("{}workers", d.key_prefix))
+        .arg(shared.store.keys().workers())
         .arg(&d.node)
         .query_async(&mut conn)
         .await;

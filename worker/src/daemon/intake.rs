@@ -19,7 +19,6 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 type Deliveries = SelectAll<
     Pin<
@@ -30,20 +29,21 @@ type Deliveries = SelectAll<
     >,
 >;
 
-/// Consumes `queues` on `conn` until the connection fails (`Err`) or `stop` turns true (`Ok`).
+/// Consumes `queues` on `conn` until the connection fails (`Err`) or the worker starts stopping
+/// ([`Shared::stopping`] cancelled: `Ok`).
 pub async fn consume(
     shared: &Arc<Shared>,
     conn: &Connection,
     queues: &[String],
-    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let stop = &shared.stopping;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     let capacity = shared.daemon.concurrency.max(1);
     let mut round = 0u64;
     loop {
         // Wait for a free slot.
         let free = loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return Ok(());
             }
             let notified = shared.slot_freed.notified();
@@ -51,9 +51,11 @@ pub async fn consume(
             if reserved < capacity {
                 break capacity - reserved;
             }
+            // The one-second tick is a poll that remains: it notices a broker connection that
+            // closed while every slot is busy (lapin offers no future for that).
             tokio::select! {
                 _ = notified => {}
-                _ = stop.changed() => {}
+                _ = stop.cancelled() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             if !conn.status().connected() {
@@ -84,9 +86,7 @@ pub async fn consume(
         }
         let stopped = loop {
             tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() { break true; }
-                }
+                _ = stop.cancelled() => break true,
                 next = merged.next() => match next {
                     Some((q, Ok(delivery))) => {
                         dispatch(shared, q, delivery);
@@ -118,5 +118,7 @@ pub async fn consume(
 
 fn dispatch(shared: &Arc<Shared>, queue: String, delivery: lapin::message::Delivery) {
     shared.reserved.fetch_add(1, Ordering::SeqCst);
-    tokio::spawn(handler::handle(shared.clone(), queue, delivery));
+    shared
+        .tasks
+        .spawn(handler::handle(shared.clone(), queue, delivery));
 }

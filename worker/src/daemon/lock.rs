@@ -1,4 +1,4 @@
-//! Writer locks with fencing (DESIGN.md §5): one backup or prune at a time per
+//! Writer locks with fencing (ARCHITECTURE.md §5): one backup or prune at a time per
 //! `<storage>/<container>/<host>_<name>`.
 //!
 //! Acquire: `SET lock:<scope> <token> NX PX ttl`, then `INCR fence:<scope>` for the fencing token.
@@ -14,7 +14,8 @@
 //! with error class `locked` (exit code 11), which the dispatcher retries later; so a prune never
 //! runs while a backup of the same name writes, and it does not hold a slot waiting for one.
 
-use super::state::COMPARE_AND_DELETE;
+use freezer_fleet::scripts::compare_and_delete;
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
@@ -86,8 +87,9 @@ impl LockSet {
             held: Vec::new(),
         };
         for scope in scopes {
-            let key = format!("{prefix}lock:{scope}");
-            let fence_key = format!("{prefix}fence:{scope}");
+            let keys = Keys::new(prefix);
+            let key = keys.lock(&scope);
+            let fence_key = keys.fence(&scope);
             let token = super::random_token();
             let mut c = conn.clone();
             let got: Result<Option<String>, _> = redis::cmd("SET")
@@ -114,11 +116,7 @@ impl LockSet {
             let fence = match fence {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = Script::new(COMPARE_AND_DELETE)
-                        .key(&key)
-                        .arg(&token)
-                        .invoke_async::<i64>(&mut c)
-                        .await;
+                    let _ = compare_and_delete(&mut c, &key, &token).await;
                     set.release().await;
                     return Err(LockError::Redis(e));
                 }
@@ -188,11 +186,7 @@ impl LockSet {
     pub async fn release(&self) {
         let mut c = self.conn.clone();
         for h in &self.held {
-            let _ = Script::new(COMPARE_AND_DELETE)
-                .key(&h.key)
-                .arg(&h.token)
-                .invoke_async::<i64>(&mut c)
-                .await;
+            let _ = compare_and_delete(&mut c, &h.key, &h.token).await;
         }
     }
 }

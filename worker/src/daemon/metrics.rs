@@ -1,4 +1,4 @@
-//! The daemon's Prometheus metrics (DESIGN.md §6) and the `/metrics` HTTP endpoint.
+//! The daemon's Prometheus metrics (ARCHITECTURE.md §6), served by [`freezer_fleet::metrics::serve`].
 //!
 //! Every family is created with all of its bounded label values at start-up, so a counter exists
 //! at 0 before the first task and `rate()`/`increase()` see its first move. Labels are kinds,
@@ -12,11 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// Outcomes a task is counted under in `freezer_tasks_total`.
+/// Outcomes a task is counted under in `freezer_task_finished_total`.
 pub const RESULTS: [&str; 4] = ["succeeded", "failed", "expired", "rejected"];
 
 /// Task duration buckets, seconds: from a noop's milliseconds up to 4 hours.
@@ -67,25 +64,25 @@ fn duration_histogram() -> Histogram {
 /// The metric handles the daemon updates; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
-    /// `freezer_tasks_total{kind,result}`.
+    /// `freezer_task_finished_total{kind,result}`.
     pub tasks: Family<KindResult, Counter>,
     /// `freezer_task_duration_seconds{kind}`.
     pub duration: HistogramFamily<KindLabel>,
-    /// `freezer_bytes_read_total{kind}`: source bytes (backup) or storage bytes read.
+    /// `freezer_task_read_bytes_total{kind}`: source bytes (backup) or storage bytes read.
     pub bytes_read: Family<KindLabel, Counter>,
-    /// `freezer_bytes_stored_total{kind}`: bytes written to storage.
+    /// `freezer_task_stored_bytes_total{kind}`: bytes written to storage.
     pub bytes_stored: Family<KindLabel, Counter>,
     /// `freezer_lock_wait_seconds`: time to get (or be refused) a writer lock.
     pub lock_wait: Histogram,
-    /// `freezer_locks_lost_total`: locks lost while a task ran (the task was aborted).
+    /// `freezer_lock_lost_total`: locks lost while a task ran (the task was aborted).
     pub locks_lost: Counter,
     /// `freezer_session_wait_seconds`: time at a session barrier.
     pub session_wait: Histogram,
-    /// `freezer_tasks_in_flight`: tasks claimed by this worker and not finished.
+    /// `freezer_task_in_flight`: tasks claimed by this worker and not finished.
     pub in_flight: Gauge,
     /// `freezer_job_last_success_timestamp_seconds{job_id}`.
     pub last_success: Family<JobLabel, Gauge<f64, AtomicU64>>,
-    /// `freezer_workers_alive`: workers whose heartbeat is fresh, as this worker sees them.
+    /// `freezer_fleet_workers_alive`: workers whose heartbeat is fresh, as this worker sees them.
     pub workers_alive: Gauge,
 }
 
@@ -125,7 +122,7 @@ impl Metrics {
             let _ = m.bytes_stored.get_or_create(&l);
         }
         registry.register(
-            "freezer_tasks",
+            "freezer_task_finished",
             "Tasks finished, by kind and result",
             m.tasks.clone(),
         );
@@ -135,12 +132,12 @@ impl Metrics {
             m.duration.clone(),
         );
         registry.register(
-            "freezer_bytes_read",
+            "freezer_task_read_bytes",
             "Bytes read by tasks (source for backup, storage otherwise)",
             m.bytes_read.clone(),
         );
         registry.register(
-            "freezer_bytes_stored",
+            "freezer_task_stored_bytes",
             "Bytes written to storage by tasks",
             m.bytes_stored.clone(),
         );
@@ -150,7 +147,7 @@ impl Metrics {
             m.lock_wait.clone(),
         );
         registry.register(
-            "freezer_locks_lost",
+            "freezer_lock_lost",
             "Writer locks lost while a task ran",
             m.locks_lost.clone(),
         );
@@ -160,7 +157,7 @@ impl Metrics {
             m.session_wait.clone(),
         );
         registry.register(
-            "freezer_tasks_in_flight",
+            "freezer_task_in_flight",
             "Tasks claimed by this worker and not finished",
             m.in_flight.clone(),
         );
@@ -170,7 +167,7 @@ impl Metrics {
             m.last_success.clone(),
         );
         registry.register(
-            "freezer_workers_alive",
+            "freezer_fleet_workers_alive",
             "Workers with a fresh heartbeat, as seen by this worker",
             m.workers_alive.clone(),
         );
@@ -196,43 +193,15 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (OpenMetrics text) on `listener` until the task is dropped. A minimal
-/// HTTP/1.1 responder: one request per connection, which is how Prometheus scrapes.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let line = String::from_utf8_lossy(&buf);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-                let mut text = String::new();
-                let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-                (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    text,
-                )
-            } else {
-                ("404 Not Found", "text/plain", "not found\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_follows_the_naming_rule() {
+        let mut registry = Registry::default();
+        let _ = Metrics::register(&mut registry);
+        let broken = freezer_fleet::naming::check_registry(&registry);
+        assert!(broken.is_empty(), "{broken:#?}");
     }
 }

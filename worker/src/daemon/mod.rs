@@ -1,10 +1,10 @@
-//! The worker daemon, `freezer-worker run --config worker.toml` (DESIGN.md §4-§6): consumes its
+//! The worker daemon, `freezer-worker run --config worker.toml` (ARCHITECTURE.md §4-§6): consumes its
 //! node queue and pool queues, runs each task through the engine exactly as the CLI does, and
 //! reports events.
 //!
-//! Shape (after mini-redis): [`run`] takes the configuration and a shutdown future, so a test or
+//! Shape (after mini-redis): [`run`] takes the configuration and a shutdown token, so a test or
 //! `main` decides when it stops. One supervisor loop keeps a RabbitMQ connection (reconnecting
-//! with backoff: 0.2 s doubling to 10 s), declares the topology ([`amqp`]) and runs the intake
+//! with backoff: 0.2 s doubling to 10 s), declares the topology ([`freezer_fleet::amqp`]) and runs the intake
 //! ([`intake`]); every delivery is handled in its own task ([`handler`]); a semaphore of
 //! `concurrency` permits bounds the tasks that execute; the keeper loop ([`heartbeat`]) renews
 //! leases, writes the heartbeat and re-queues tasks of dead workers.
@@ -28,11 +28,17 @@
 //! stopping while a task waits at the barrier leaves the barrier and gives the task back to its
 //! queue.
 //!
-//! Shutdown (SIGTERM or SIGINT): the intake cancels its consumers; tasks still waiting for a slot
-//! are given back to their queue at once; running tasks get `grace_period_seconds` to finish,
-//! then are cancelled, their locks released and the tasks given back to their queue (another
-//! worker runs them; a node task waits for its node). Then the heartbeat is removed and the
-//! process exits 0.
+//! Shutdown (SIGTERM or SIGINT cancel the token given to [`run`]): the intake cancels its
+//! consumers; tasks still waiting for a slot are given back to their queue at once; running tasks
+//! get `grace_period_seconds` to finish, then are cancelled, their locks released and the tasks
+//! given back to their queue (another worker runs them; a node task waits for its node). Then the
+//! heartbeat is removed and the process exits 0.
+//!
+//! Cancellation is two tokens: [`Shared::stopping`] (the shutdown token: take nothing new) and
+//! [`Shared::runs`], cancelled when the grace period is over, whose child tokens are the tasks'
+//! own (a task's token is also cancelled alone when its lock or lease is lost). Every delivery is
+//! handled in a task of [`Shared::tasks`]; shutdown waits for that tracker to empty, not on a
+//! counter.
 //!
 //! Configuration (`[daemon]` in the worker's TOML file, next to the named storages and keys):
 //!
@@ -53,7 +59,6 @@
 //! hostname = "web1"             # host part of storage keys (default: the machine's)
 //! ```
 
-pub mod amqp;
 pub mod executor;
 pub mod handler;
 pub mod heartbeat;
@@ -68,13 +73,15 @@ pub mod unwind;
 use crate::config::{DaemonSection, WorkerConfig};
 use crate::error::{Error, Result};
 use freezer_contracts::{check_ident, node_queue, pool_queue};
-use lapin::{Connection, ConnectionProperties};
+use freezer_fleet::amqp;
+use lapin::Connection;
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// State shared by the supervisor, the intake, the handlers and the keeper.
 pub struct Shared {
@@ -96,14 +103,17 @@ pub struct Shared {
     /// Claimed tasks waiting for their `not_before`: held (and given back at shutdown) but not
     /// counted against the concurrency, so a task scheduled for later does not block intake.
     pub deferred: AtomicUsize,
-    /// Signalled whenever a delivery is finished.
+    /// Signalled whenever a delivery is finished (the intake waits on it for a free slot).
     pub slot_freed: Notify,
     /// Claimed tasks of this worker, by task id.
     pub running: Mutex<HashMap<String, Running>>,
-    /// Set once shutdown began.
-    pub stopping: AtomicBool,
-    /// Signalled when shutdown begins.
-    pub stop: Notify,
+    /// The shutdown token given to [`run`]: once cancelled, nothing new is taken and waiting
+    /// tasks are given back.
+    pub stopping: CancellationToken,
+    /// Parent of every task's token: cancelled when the shutdown's grace period is over.
+    pub runs: CancellationToken,
+    /// The handlers of deliveries: shutdown waits for it to empty.
+    pub tasks: TaskTracker,
 }
 
 /// A task this worker holds.
@@ -111,9 +121,10 @@ pub struct Shared {
 pub struct Running {
     /// Its lease.
     pub lease: state::Lease,
-    /// Stops its engine run.
-    pub cancel: Arc<AtomicBool>,
-    /// The engine run's live counters (read for progress events; they hold `cancel`).
+    /// Stops its engine run: a child of [`Shared::runs`], cancelled alone when the task's lock
+    /// or lease is lost.
+    pub cancel: CancellationToken,
+    /// The engine run's live counters (read for progress events).
     pub counters: Arc<crate::progress::Counters>,
     /// Set when its lease turned out to be someone else's.
     pub lease_lost: Arc<AtomicBool>,
@@ -128,8 +139,8 @@ pub fn random_token() -> String {
     hex::encode(b)
 }
 
-/// Runs the daemon until `shutdown` completes; returns after a clean stop.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// Runs the daemon until `shutdown` is cancelled; returns after a clean stop.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()> {
     let daemon = config.daemon.clone().ok_or_else(|| {
         Error::usage("freezer-worker run needs a [daemon] section (node, pools, amqp_url, ...) in the configuration")
     })?;
@@ -144,15 +155,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     let mut queues = vec![node_queue(&daemon.node)];
     queues.extend(daemon.pools.iter().map(|p| pool_queue(p)));
 
-    let client = redis::Client::open(daemon.redis_url.as_str())
+    let conn = freezer_fleet::redis_conn::connect(&daemon.redis_url)
         .map_err(|e| Error::usage(format!("daemon.redis_url: {e}")))?;
-    let redis_config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, redis_config)
-        .map_err(|e| Error::failure(format!("redis: {e}")))?;
     let store = state::TaskStore::new(
         conn,
         &daemon.key_prefix,
@@ -168,7 +172,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
                 .await
                 .map_err(|e| Error::usage(format!("daemon.metrics_addr {addr}: {e}")))?;
             tracing::info!(addr = %addr, "serving /metrics");
-            Some(tokio::spawn(metrics::serve(listener, Arc::new(registry))))
+            Some(tokio::spawn(freezer_fleet::metrics::serve(
+                listener,
+                Arc::new(registry),
+            )))
         }
         None => None,
     };
@@ -183,30 +190,28 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
         deferred: AtomicUsize::new(0),
         slot_freed: Notify::new(),
         running: Mutex::new(HashMap::new()),
-        stopping: AtomicBool::new(false),
-        stop: Notify::new(),
+        stopping: shutdown.clone(),
+        runs: CancellationToken::new(),
+        tasks: TaskTracker::new(),
     });
     let keeper = tokio::spawn(heartbeat::keep(shared.clone()));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let supervisor = tokio::spawn(supervise(shared.clone(), queues, stop_rx));
+    let supervisor = tokio::spawn(supervise(shared.clone(), queues));
     tracing::info!(node = %shared.daemon.node, pools = ?shared.daemon.pools, concurrency = shared.daemon.concurrency, "worker started");
 
-    shutdown.await;
+    shutdown.cancelled().await;
     tracing::info!("stopping: no new tasks; waiting for running ones");
-    shared.stopping.store(true, Ordering::SeqCst);
-    shared.stop.notify_waiters();
-    let _ = stop_tx.send(true);
+    // Closed, the tracker's wait ends once its last handler does (handlers spawned meanwhile,
+    // for deliveries that arrived before the consumers were cancelled, count too).
+    shared.tasks.close();
     let grace = Duration::from_secs(shared.daemon.grace_period_seconds);
-    let drained = tokio::time::timeout(grace, wait_idle(&shared))
+    let drained = tokio::time::timeout(grace, shared.tasks.wait())
         .await
         .is_ok();
     if !drained {
         tracing::warn!("grace period over: abandoning the tasks still running");
-        for r in shared.running.lock().unwrap().values() {
-            r.cancel.store(true, Ordering::SeqCst);
-        }
+        shared.runs.cancel();
         // Cancelled runs stop at their next check; abandoning re-queues them.
-        let _ = tokio::time::timeout(Duration::from_secs(30), wait_idle(&shared)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), shared.tasks.wait()).await;
     }
     keeper.abort();
     heartbeat::clear(&shared).await;
@@ -218,42 +223,32 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     Ok(())
 }
 
-impl Shared {
-    /// Deliveries being handled, deferred ones included.
-    pub fn busy(&self) -> usize {
-        self.reserved.load(Ordering::SeqCst) + self.deferred.load(Ordering::SeqCst)
+/// Resolves once `conn` is no longer connected.
+///
+/// A poll that remains: lapin reports a closed connection through a status flag or an error
+/// callback, not a future, so this checks the flag every 100 ms.
+async fn disconnected(conn: &Connection) {
+    while conn.status().connected() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Waits until no delivery is being handled.
-async fn wait_idle(shared: &Shared) {
-    loop {
-        let notified = shared.slot_freed.notified();
-        if shared.busy() == 0 {
-            return;
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-}
-
-/// Keeps a broker connection and the intake running until `stop`; publishing goes on through
-/// reconnects until the caller is done.
-async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Receiver<bool>) {
+/// Keeps a broker connection and the intake running until shutdown; publishing goes on through
+/// reconnects until the handlers are done.
+async fn supervise(shared: Arc<Shared>, queues: Vec<String>) {
     let mut delay = Duration::from_millis(200);
     loop {
         match connect(&shared, &queues).await {
             Ok(conn) => {
                 delay = Duration::from_millis(200);
                 tracing::info!("connected to the broker");
-                let r = intake::consume(&shared, &conn, &queues, &mut stop).await;
+                let r = intake::consume(&shared, &conn, &queues).await;
                 match r {
                     Ok(()) => {
                         // Stopping: keep the connection for the events of finishing tasks.
-                        while shared.busy() > 0 && conn.status().connected() {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::select! {
+                            _ = shared.tasks.wait() => {}
+                            _ = disconnected(&conn) => {}
                         }
                         if conn.status().connected() {
                             shared.publisher.detach().await;
@@ -272,7 +267,7 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Re
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the broker")
             }
         }
-        if *stop.borrow() && shared.busy() == 0 {
+        if shared.stopping.is_cancelled() && shared.tasks.is_empty() {
             return;
         }
         tokio::time::sleep(delay).await;
@@ -281,13 +276,9 @@ async fn supervise(shared: Arc<Shared>, queues: Vec<String>, mut stop: watch::Re
 }
 
 async fn connect(shared: &Shared, queues: &[String]) -> std::result::Result<Connection, String> {
-    let conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::connect(&shared.daemon.amqp_url, ConnectionProperties::default()),
-    )
-    .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    let conn = amqp::connect(&shared.daemon.amqp_url)
+        .await
+        .map_err(|e| freezer_fleet::with_cause(&e))?;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
     amqp::declare(&ch, queues, shared.daemon.delivery_limit)
         .await
@@ -323,7 +314,9 @@ pub fn main(config: WorkerConfig) -> i32 {
             return 1;
         }
     };
-    let shutdown = async {
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    let signals = async move {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -331,12 +324,16 @@ pub fn main(config: WorkerConfig) -> i32 {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
+        on_signal.cancel();
     };
-    match rt.block_on(run(config, shutdown)) {
+    match rt.block_on(async {
+        tokio::spawn(signals);
+        run(config, shutdown).await
+    }) {
         Ok(()) => 0,
         Err(e) => {
-            tracing::error!(error = %e, "worker failed");
-            eprintln!("freezer-worker: {e}");
+            tracing::error!(error = %e.report(), "worker failed");
+            eprintln!("freezer-worker: {}", e.report());
             e.kind.exit_code()
         }
     }

@@ -1,4 +1,4 @@
-//! Session barriers (DESIGN.md §5 "Sessions"): the member tasks of one session step (same session
+//! Session barriers (ARCHITECTURE.md §5 "Sessions"): the member tasks of one session step (same session
 //! id and tag, one task per member node) wait for each other and start together, or act on the
 //! session policy when the hold-off passes with members missing.
 //!
@@ -35,9 +35,9 @@
 //!
 //! # Redis keys (read by `freezer-dispatcher sessions` and for the session result)
 //!
-//! Keys are under the worker's `key_prefix` (`freezer:` by default), the suffix being that of
-//! [`freezer_contracts::session_key`]: with the default prefix the key is exactly
-//! `session_key(id, tag)`.
+//! Keys are under the worker's `key_prefix` (`freezer:` by default), named by
+//! [`freezer_fleet::Keys::session`] and [`freezer_fleet::Keys::sessions`]: with the default prefix
+//! the key is exactly [`freezer_contracts::session_key`].
 //!
 //! `<prefix>session:<id>:<tag>` (hash, TTL `record_ttl_seconds`, renewed at every join and
 //! result). Times are Unix milliseconds of the Redis server's clock; node lists are node names
@@ -77,9 +77,7 @@
 use super::handler::wait_or_stop;
 use super::{Running, Shared};
 use crate::error::Error;
-use freezer_contracts::{
-    ErrorClass, EventStatus, Session, SessionPolicy, TaskEnvelope, KEY_PREFIX,
-};
+use freezer_contracts::{EventStatus, Session, SessionPolicy, TaskEnvelope};
 use redis::Script;
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
@@ -219,18 +217,6 @@ static POLL_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(POLL));
 static LEAVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(LEAVE));
 static RESULT_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RESULT));
 
-/// The hash of session `id`/`tag` under `prefix` (see the module doc).
-pub fn key(prefix: &str, id: &str, tag: &str) -> String {
-    let full = freezer_contracts::session_key(id, tag);
-    let suffix = full.strip_prefix(KEY_PREFIX).unwrap_or(&full);
-    format!("{prefix}{suffix}")
-}
-
-/// The sorted set listing the sessions under `prefix`.
-pub fn index_key(prefix: &str) -> String {
-    format!("{prefix}sessions")
-}
-
 /// The stored name of a policy.
 fn policy_name(p: SessionPolicy) -> &'static str {
     match p {
@@ -299,13 +285,13 @@ pub struct Barrier {
 impl Barrier {
     /// The barrier of `session` for this worker's node.
     pub fn new(shared: &Shared, session: &Session) -> Barrier {
-        let prefix = shared.store.prefix();
+        let keys = shared.store.keys();
         let mut members = session.members.clone();
         members.sort();
         Barrier {
             conn: shared.store.conn(),
-            key: key(prefix, &session.id, &session.tag),
-            index: index_key(prefix),
+            key: keys.session(&session.id, &session.tag),
+            index: keys.sessions(),
             node: shared.daemon.node.clone(),
             ttl: shared.daemon.record_ttl_seconds.max(1),
             session: session.clone(),
@@ -389,7 +375,7 @@ pub async fn record_result(shared: &Shared, task: &TaskEnvelope, status: &EventS
     let Some(value) = result_value(status) else {
         return;
     };
-    let key = key(shared.store.prefix(), &session.id, &session.tag);
+    let key = shared.store.keys().session(&session.id, &session.tag);
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=5 {
         let r: redis::RedisResult<i64> = RESULT_SCRIPT
@@ -431,16 +417,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn failed(error: Error, class: ErrorClass) -> EventStatus {
-    EventStatus::Failed {
-        error_class: class,
-        exit_code: error.kind.exit_code(),
-        reason: error.message,
-    }
-}
-
-fn fail(error: Error, class: ErrorClass) -> Gate {
-    Gate::Fail(failed(error, class))
+fn fail(error: Error) -> Gate {
+    Gate::Fail(super::executor::failed_status(&error))
 }
 
 /// Fails a task whose node is not among the members of its session (permanent: the task was
@@ -456,7 +434,7 @@ pub fn check_member(node: &str, session: &Session) -> Option<EventStatus> {
         session.tag,
         session.members.join(", ")
     ));
-    Some(failed(e, ErrorClass::Permanent))
+    Some(super::executor::failed_status(&e))
 }
 
 /// Waits at the barrier of `session` for `task` (which holds an execution slot), until the
@@ -518,37 +496,28 @@ pub async fn gather(
                 }
                 "started" => {
                     observe("started without this member", &status);
-                    return fail(
-                        Error::transient(format!(
-                            "session {id} tag {tag} started without node {node}: it joined after \
+                    return fail(Error::transient(format!(
+                        "session {id} tag {tag} started without node {node}: it joined after \
                              the {} s hold-off (members that ran: {})",
-                            session.hold_off_seconds,
-                            status.present.join(", ")
-                        )),
-                        ErrorClass::Transient,
-                    );
+                        session.hold_off_seconds,
+                        status.present.join(", ")
+                    )));
                 }
                 "aborted" => {
                     observe("aborted", &status);
-                    return fail(
-                        Error::transient(format!(
-                            "session {id} tag {tag} aborted: node(s) {} did not join within {} s",
-                            status.missing.join(", "),
-                            session.hold_off_seconds
-                        )),
-                        ErrorClass::Transient,
-                    );
+                    return fail(Error::transient(format!(
+                        "session {id} tag {tag} aborted: node(s) {} did not join within {} s",
+                        status.missing.join(", "),
+                        session.hold_off_seconds
+                    )));
                 }
                 "mismatch" => {
-                    return fail(
-                        Error::usage(format!(
-                            "session {id} tag {tag} was opened with members {} but this task \
+                    return fail(Error::usage(format!(
+                        "session {id} tag {tag} was opened with members {} but this task \
                              lists {}: the tasks of one session must list the same members",
-                            status.members.join(", "),
-                            barrier.members.replace(',', ", ")
-                        )),
-                        ErrorClass::Permanent,
-                    );
+                        status.members.join(", "),
+                        barrier.members.replace(',', ", ")
+                    )));
                 }
                 other => {
                     // The record vanished (expired or deleted) or is unreadable: join again.
@@ -558,19 +527,22 @@ pub async fn gather(
             },
             Err(e) if clock.elapsed() > give_up => {
                 let _ = barrier.leave().await;
-                return fail(
-                    Error::transient(format!(
-                        "session {id} tag {tag}: cannot reach Redis to meet the other members \
+                return fail(Error::transient(format!(
+                    "session {id} tag {tag}: cannot reach Redis to meet the other members \
                          ({e}); the session barrier was given up"
-                    )),
-                    ErrorClass::Transient,
-                );
+                )));
             }
             Err(e) => {
                 tracing::warn!(error = %e, session = %id, tag = %tag, "cannot reach the session barrier in Redis; retrying")
             }
         }
-        let stopping = wait_or_stop(shared, POLL_INTERVAL).await;
+        // A poll that remains: the barrier is a Redis record the other members' workers change,
+        // and Redis tells no one (keyspace notifications are off by default), so a member reads
+        // it again every POLL_INTERVAL, or at once when the worker stops or the lease is lost.
+        let stopping = tokio::select! {
+            stopping = wait_or_stop(shared, POLL_INTERVAL) => stopping,
+            _ = running.cancel.cancelled() => shared.stopping.is_cancelled(),
+        };
         let lost = running.lease_lost.load(Ordering::SeqCst);
         if stopping || lost {
             match barrier.leave().await {
@@ -594,16 +566,7 @@ pub async fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_follow_the_contract_under_the_configured_prefix() {
-        assert_eq!(
-            key("freezer:", "db", "backup"),
-            freezer_contracts::session_key("db", "backup")
-        );
-        assert_eq!(key("t-1:", "db", "backup"), "t-1:session:db:backup");
-        assert_eq!(index_key("freezer:"), "freezer:sessions");
-    }
+    use freezer_contracts::ErrorClass;
 
     #[test]
     fn statuses_are_read_from_the_script_reply() {

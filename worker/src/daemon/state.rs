@@ -1,4 +1,4 @@
-//! Task state in Redis (DESIGN.md §4, §5): what makes execution exactly once per task id on top of
+//! Task state in Redis (ARCHITECTURE.md §4, §5): what makes execution exactly once per task id on top of
 //! at-least-once delivery.
 //!
 //! Keys (under the configured prefix, `freezer:` by default):
@@ -15,6 +15,8 @@
 //!
 //! Claiming, finishing, renewing and abandoning are Lua scripts, so each is one atomic step.
 
+use freezer_fleet::scripts::compare_and_delete;
+use freezer_fleet::Keys;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
@@ -90,18 +92,11 @@ end
 return 0
 "#;
 
-/// Deletes `KEYS[1]` only while it still holds `ARGV[1]` (a lease, lock or leadership token):
-/// a holder never deletes what another one has taken since. Returns 1 when deleted.
-pub const COMPARE_AND_DELETE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
 /// The Redis task-state store of one worker.
 #[derive(Clone)]
 pub struct TaskStore {
     conn: ConnectionManager,
-    prefix: String,
+    keys: Keys,
     node: String,
     lease_ms: u64,
     record_ttl: u64,
@@ -127,7 +122,7 @@ impl TaskStore {
     ) -> Self {
         TaskStore {
             conn,
-            prefix: prefix.to_string(),
+            keys: Keys::new(prefix),
             node: node.to_string(),
             lease_ms,
             record_ttl,
@@ -141,18 +136,23 @@ impl TaskStore {
 
     /// The key prefix.
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.keys.prefix()
+    }
+
+    /// The Redis key names under this worker's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     fn task_key(&self, id: &str) -> String {
-        format!("{}task:{id}", self.prefix)
+        self.keys.task(id)
     }
     fn lease_key(&self, id: &str) -> String {
-        format!("{}task:{id}:lease", self.prefix)
+        self.keys.task_lease(id)
     }
     /// The set of tasks not yet reported final.
     pub fn running_key(&self) -> String {
-        format!("{}running", self.prefix)
+        self.keys.running()
     }
 
     /// Claims task `id` (message `body`, consumed from `queue`) for this worker.
@@ -250,12 +250,13 @@ impl TaskStore {
     /// Gives a task up without finishing it (shutdown): its lease goes, so it can be claimed
     /// again at once by whoever receives it next.
     pub async fn release(&self, lease: &Lease) -> redis::RedisResult<()> {
-        Script::new(COMPARE_AND_DELETE)
-            .key(self.lease_key(&lease.task_id))
-            .arg(&lease.value)
-            .invoke_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(|_| ())
+        compare_and_delete(
+            &mut self.conn.clone(),
+            &self.lease_key(&lease.task_id),
+            &lease.value,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// One pass of the reaper: tasks in the running set without a lease were left by a worker
@@ -279,7 +280,7 @@ impl TaskStore {
             }
             // One reaper per orphan per lease period.
             let won: Option<String> = redis::cmd("SET")
-                .arg(format!("{}task:{id}:reap", self.prefix))
+                .arg(self.keys.task_reap(&id))
                 .arg(&self.node)
                 .arg("NX")
                 .arg("PX")

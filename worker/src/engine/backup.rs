@@ -19,6 +19,7 @@ use crate::manifest::{
 use crate::progress::{Counters, Progress};
 use crate::storage::Storage;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -62,8 +63,7 @@ pub struct BackupOptions {
     /// check that its lock is still held and no newer fencing token was handed out).
     pub commit_guard: Option<CommitGuard>,
     /// The run's live counters: the terminal progress line and the daemon's progress events read
-    /// them while it runs, and their cancel flag stops this run (and only it) when the daemon
-    /// cancels one task without stopping the process.
+    /// them while it runs.
     pub counters: Arc<Counters>,
 }
 
@@ -118,8 +118,9 @@ fn raw_chunk_size(codec: Codec, max_segment_size: usize) -> usize {
     }
 }
 
-/// Runs a backup.
-pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
+/// Runs a backup; cancelling `cancel` stops it (exit 130) before the commit point, leaving only
+/// objects that are removed on the way out.
+pub fn backup(opts: &BackupOptions, cancel: &CancellationToken) -> Result<BackupReport> {
     let started = Instant::now();
     let start_time = Timestamp::now();
     if opts.max_segment_size < MIN_SEGMENT_SIZE {
@@ -230,7 +231,8 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             counters: &counters,
         };
         let chunk = raw_chunk_size(opts.codec, opts.max_segment_size);
-        let out = pipeline::run(opts.codec, opts.level, chunk, writer, &written, |sink| {
+        let (codec, level) = (opts.codec, opts.level);
+        let out = pipeline::run(codec, level, chunk, writer, &written, cancel, |sink| {
             let mut producer = Producer::new(
                 sink,
                 (source.clone(), source_meta.is_dir()),
@@ -307,7 +309,7 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
             tool_version: format!("freezer-worker {}", env!("CARGO_PKG_VERSION")),
             manifest_tag: String::new(),
         };
-        if counters.cancelled() {
+        if cancel.is_cancelled() {
             return Err(Error::interrupted());
         }
         if !opts.dry_run {
@@ -368,4 +370,54 @@ pub fn backup(opts: &BackupOptions) -> Result<BackupReport> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::storage::memory::MemoryStorage;
+
+    #[test]
+    fn a_cancelled_backup_fails_as_interrupted_and_leaves_no_backup() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a"), vec![7u8; 300_000]).unwrap();
+        let storage = Arc::new(MemoryStorage::new("m"));
+        let opts = BackupOptions {
+            path_to_backup: src.path().to_path_buf(),
+            storage: storage.clone(),
+            queue_size: 1,
+            backup_name: "n".into(),
+            hostname: "h".into(),
+            codec: Codec::None,
+            level: 0,
+            pass: None,
+            policy: LevelPolicy {
+                no_incremental: true,
+                max_level: None,
+                always_level: None,
+                restart_days: None,
+            },
+            max_segment_size: MIN_SEGMENT_SIZE,
+            excludes: Vec::new(),
+            dereference: Dereference::None,
+            dry_run: false,
+            progress: false,
+            fencing_token: None,
+            commit_guard: None,
+            counters: Default::default(),
+        };
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let e = backup(&opts, &cancel).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Interrupted, "{e}");
+        assert!(
+            !storage.keys().iter().any(|k| k.ends_with("manifest.json")),
+            "{:?}",
+            storage.keys()
+        );
+        // The same run with a token nobody cancels completes.
+        let r = backup(&opts, &CancellationToken::new()).unwrap();
+        assert_eq!(r.files, 1);
+    }
 }

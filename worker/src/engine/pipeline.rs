@@ -7,6 +7,7 @@ use crate::crypto::{self, SegmentEncryptor};
 use crate::error::{Error, Result};
 use crate::manifest::Segment;
 use crate::storage::Storage;
+use crate::CancellationToken;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,6 +24,7 @@ pub struct ChunkSink {
     seq: u64,
     tx: Sender<(u64, Vec<u8>)>,
     pool: Receiver<Vec<u8>>,
+    cancel: CancellationToken,
 }
 
 impl ChunkSink {
@@ -32,8 +34,13 @@ impl ChunkSink {
             .unwrap_or_else(|_| Vec::with_capacity(self.chunk))
     }
 
+    /// Whether the run was cancelled: the producer checks it per entry, the sink per chunk.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     fn ship(&mut self) -> Result<()> {
-        if crate::interrupted() {
+        if self.is_cancelled() {
             return Err(Error::interrupted());
         }
         let next = self.take_buffer();
@@ -143,13 +150,16 @@ fn record(slot: &Mutex<Option<Error>>, e: Error) {
 
 /// Runs `produce` against a sink and stores what it writes as compressed, sealed segments.
 /// Every key written is recorded in `written` as it is written, so the caller can delete them if
-/// the backup fails (here or later); on failure the first real error is returned.
+/// the backup fails (here or later); on failure the first real error is returned. Once `cancel`
+/// is cancelled the sink refuses the next chunk, which stops every stage.
+#[allow(clippy::too_many_arguments)]
 pub fn run<T: Send>(
     codec: Codec,
     level: i32,
     chunk: usize,
     writer: SegmentWriter<'_>,
     written: &Mutex<Vec<String>>,
+    cancel: &CancellationToken,
     produce: impl FnOnce(&mut ChunkSink) -> Result<T> + Send,
 ) -> Result<PipelineOutput<T>> {
     let workers = std::thread::available_parallelism()
@@ -206,13 +216,16 @@ pub fn run<T: Send>(
             seq: 0,
             tx: job_tx,
             pool: pool_rx,
+            cancel: cancel.clone(),
         };
-        let produced = produce(&mut sink).and_then(|p| sink.finish().map(|_| p));
-        if let Err(e) = &produced {
-            if e.message != STOPPED {
-                record(&first_error, Error::new(e.kind, e.message.clone()));
+        let produced = match produce(&mut sink).and_then(|p| sink.finish().map(|_| p)) {
+            // The real error goes first (with its status and guidance), the stage sees "stopped".
+            Err(e) if e.message != STOPPED => {
+                record(&first_error, e);
+                Err(Error::failure(STOPPED))
             }
-        }
+            r => r,
+        };
         let segments = writer_handle.join().unwrap_or(None);
         (produced, segments)
     });

@@ -234,7 +234,7 @@ impl Producer<'_> {
 
     /// Adds the next walked entry: to the index, and to the archive when it changed.
     pub fn add(&mut self, walked: Walked) -> Result<()> {
-        if self.counters.cancelled() {
+        if self.sink.is_cancelled() {
             return Err(Error::interrupted());
         }
         let found = match walked {

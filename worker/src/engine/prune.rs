@@ -9,6 +9,7 @@ use crate::lock::NameLock;
 use crate::retention::{self, Candidate, KeepPolicy, KeepReason};
 use crate::storage::{ObjectInfo, Storage};
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,8 +93,14 @@ pub struct PruneReport {
     pub list_requests: u64,
 }
 
-/// Runs a prune.
-pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
+/// Runs a prune; cancelling `cancel` stops it (exit 130) between names and between deletions,
+/// where stopping is safe: every backup still visible keeps its parent, and objects whose
+/// manifest is gone are debris the next run removes.
+pub fn prune(opts: &PruneOptions, cancel: &CancellationToken) -> Result<PruneReport> {
+    let stop = || match cancel.is_cancelled() {
+        true => Err(Error::interrupted()),
+        false => Ok(()),
+    };
     if opts.policy.is_empty() {
         return Err(Error::usage(
             "prune needs a policy: --remove-older-than, --remove-from-date or a --keep-* option",
@@ -144,6 +151,7 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
         list_requests: 1,
     };
     for (hn, recs) in names {
+        stop()?;
         let _lock = if opts.dry_run {
             NameLock::none()
         } else {
@@ -220,12 +228,15 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
         if !opts.dry_run {
             // Manifests first, newest first: every backup still visible keeps its parent.
             for id in &decision.delete {
+                stop()?;
                 storage.delete(&format!("{}/manifest.json", by_id[id.as_str()].dir))?;
             }
             for id in &decision.delete {
+                stop()?;
                 delete_objects(storage, dirs.get(&by_id[id.as_str()].dir))?;
             }
             for dir in &debris_dirs {
+                stop()?;
                 delete_objects(storage, dirs.get(dir))?;
             }
             storage.tidy(&format!("{hn}/"))?;

@@ -4,7 +4,7 @@
 
 use crate::catalog::Record;
 use crate::crypto::{self, Keys};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, DAMAGED_GUIDANCE};
 use crate::index::{self, Entry};
 use crate::manifest::Manifest;
 use crate::storage::Storage;
@@ -70,16 +70,19 @@ pub fn read_index(storage: &dyn Storage, rec: &Record, keys: Option<&Keys>) -> R
         if data.len() as u64 != want.size
             || !crypto::tags_equal(&crypto::index_tag(keys, data), &want.tag)
         {
-            return Err(Error::integrity(format!(
-                "{what} failed its integrity check"
-            )));
+            return Err(
+                Error::integrity(format!("{what} failed its integrity check"))
+                    .with_guidance(DAMAGED_GUIDANCE),
+            );
         }
         Ok(())
     };
     let mut data = storage
         .get_checked(&key, &check)
         .map_err(|e| match e.kind {
-            ErrorKind::NotFound => Error::integrity(format!("{what} is missing")),
+            ErrorKind::NotFound => {
+                Error::integrity(format!("{what} is missing")).with_guidance(DAMAGED_GUIDANCE)
+            }
             _ => e,
         })?;
     if let Some(k) = keys {
@@ -171,13 +174,15 @@ impl SegmentSource {
                 "segment {what} has {} bytes, the manifest says {} (truncated or replaced)",
                 data.len(),
                 seg.size
-            )));
+            ))
+            .with_guidance(DAMAGED_GUIDANCE));
         }
         let tag = crypto::segment_tag(self.keys.as_ref(), k as u64, chain, data);
         if !crypto::tags_equal(&tag, &seg.tag) {
-            return Err(Error::integrity(format!(
-                "segment {what} failed its integrity check"
-            )));
+            return Err(
+                Error::integrity(format!("segment {what} failed its integrity check"))
+                    .with_guidance(DAMAGED_GUIDANCE),
+            );
         }
         Ok(())
     }
@@ -211,7 +216,8 @@ impl SegmentSource {
                 ErrorKind::NotFound => Error::integrity(format!(
                     "segment {} is missing",
                     self.storage.describe(&key)
-                )),
+                ))
+                .with_guidance(DAMAGED_GUIDANCE),
                 _ => e,
             })?;
         Ok((data, chain, o))
@@ -250,7 +256,7 @@ impl SegmentSource {
             .decompress(&plain, raw_size)
             .map_err(|e| {
                 let what = self.storage.describe(&self.key(k));
-                Error::integrity(format!("segment {what}: {e}"))
+                Error::integrity(format!("segment {what}: {e}")).with_guidance(DAMAGED_GUIDANCE)
             })
     }
 }

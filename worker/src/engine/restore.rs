@@ -9,6 +9,7 @@ use crate::index::{Entry, EntryType};
 use crate::progress::{Counters, Progress};
 use crate::storage::Storage;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -40,7 +41,7 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Show progress on a terminal.
     pub progress: bool,
-    /// The run's live counters (progress line, the daemon's progress events, its cancel flag).
+    /// The run's live counters (progress line, the daemon's progress events).
     pub counters: Arc<Counters>,
 }
 
@@ -121,8 +122,9 @@ fn check_index(entries: &[Entry], chain: &[&Record]) -> Result<()> {
     Ok(())
 }
 
-/// Runs a restore.
-pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
+/// Runs a restore; cancelling `cancel` stops it between files (exit 130), removing the file
+/// being written.
+pub fn restore(opts: &RestoreOptions, cancel: &CancellationToken) -> Result<RestoreReport> {
     let started = Instant::now();
     opts.storage.check_container()?;
     let storage = opts.storage.clone();
@@ -143,7 +145,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
                 d.error
             ));
         }
-        Error::not_found(msg)
+        Error::not_found(msg).with_guidance(
+            "`freezer-worker list` shows the backups of a container, with their host and name",
+        )
     })?;
     // A damaged manifest newer than the chosen point could be the backup the user wanted.
     if let Some(d) = damaged
@@ -192,7 +196,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreReport> {
         }
         let stream = ArchiveStream::open(storage.clone(), rec, k.clone(), opts.queue_size);
         let errors = stream.error.clone();
-        let outcome = extract_files(&mut t, stream, &mut wanted, &counters);
+        let outcome = extract_files(&mut t, stream, &mut wanted, &counters, cancel);
         let stream_error = errors.lock().unwrap_or_else(|p| p.into_inner()).take();
         match (outcome, stream_error) {
             (_, Some(e)) => return Err(e),
@@ -244,12 +248,13 @@ fn extract_files(
     stream: ArchiveStream,
     wanted: &mut HashMap<&[u8], &Entry>,
     counters: &Counters,
+    cancel: &CancellationToken,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(stream);
     let bad_archive = |e: std::io::Error| Error::new(ErrorKind::Integrity, format!("archive: {e}"));
     let mut buf = vec![0u8; 256 * 1024];
     for item in archive.entries().map_err(bad_archive)? {
-        if counters.cancelled() {
+        if cancel.is_cancelled() {
             return Err(Error::interrupted());
         }
         let mut item = item.map_err(bad_archive)?;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::{nanos, Entry, EntryType};
 use crate::storage::Storage;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -67,8 +68,9 @@ pub struct VerifyReport {
     pub sound: bool,
 }
 
-/// Runs verify.
-pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
+/// Runs verify; cancelling `cancel` stops it (exit 130) between backups, the segment readers
+/// taking no further segment and the archive check no further entry.
+pub fn verify(opts: &VerifyOptions, cancel: &CancellationToken) -> Result<VerifyReport> {
     opts.storage.check_container()?;
     let storage = opts.storage.clone();
     let hn = name_prefix(&opts.hostname, &opts.backup_name);
@@ -127,6 +129,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
 
     let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     for (r, k) in scope.iter().zip(&keys) {
+        if cancel.is_cancelled() {
+            return Err(Error::interrupted());
+        }
         report.checked.push(r.manifest.backup_id.clone());
         if r.manifest.encryption.is_some() && matches!(k, Some(None)) {
             report.unkeyed.push(r.manifest.backup_id.clone());
@@ -145,19 +150,25 @@ pub fn verify(opts: &VerifyOptions) -> Result<VerifyReport> {
                 None
             }
         };
-        let all_ok = read_segments(&storage, r, keys.clone(), opts.read, &mut report);
+        let all_ok = read_segments(&storage, r, keys.clone(), opts.read, &mut report, cancel);
         if opts.read == ReadData::All && all_ok && structurally_whole {
             if let Some(index) = index {
+                let queue = opts.queue_size;
                 check_archive(
                     &storage,
                     r,
                     keys.clone(),
                     &index,
-                    opts.queue_size,
+                    queue,
                     &mut report,
+                    cancel,
                 );
             }
         }
+    }
+    // A run cancelled while checking the last backup may have recorded false damage.
+    if cancel.is_cancelled() {
+        return Err(Error::interrupted());
     }
 
     if let Some(live) = &opts.compare_to {
@@ -202,6 +213,7 @@ fn read_segments(
     keys: Option<Keys>,
     read: ReadData,
     report: &mut VerifyReport,
+    cancel: &CancellationToken,
 ) -> bool {
     let source = SegmentSource::new(storage.clone(), r, keys);
     let picks: Vec<usize> = match read {
@@ -238,6 +250,7 @@ fn read_segments(
                 let source = &source;
                 s.spawn(move || {
                     rx.iter()
+                        .take_while(|_| !cancel.is_cancelled())
                         .filter_map(|k| source.load(k).err().map(|e| e.message))
                         .collect::<Vec<_>>()
                 })
@@ -261,6 +274,7 @@ fn check_archive(
     index: &[Entry],
     queue_size: usize,
     report: &mut VerifyReport,
+    cancel: &CancellationToken,
 ) {
     let id = r.manifest.backup_id.as_str();
     let mut wanted: HashMap<&[u8], u64> = index
@@ -272,6 +286,9 @@ fn check_archive(
     let mut archive = tar::Archive::new(stream);
     let outcome = (|| -> std::io::Result<()> {
         for item in archive.entries()? {
+            if cancel.is_cancelled() {
+                break;
+            }
             let item = item?;
             if item.header().entry_type() != tar::EntryType::Regular {
                 continue;

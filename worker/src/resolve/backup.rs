@@ -8,6 +8,7 @@ use crate::engine::walk::Dereference;
 use crate::error::Result;
 use crate::levels::LevelPolicy;
 use crate::progress::Counters;
+use crate::CancellationToken;
 use freezer_contracts::{BackupSpec, ByteSize, Compression, DEFAULT_SEGMENT_SIZE};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,10 +106,11 @@ impl BackupPlan {
         config: &WorkerConfig,
         progress: bool,
         counters: Arc<Counters>,
+        cancel: &CancellationToken,
     ) -> Result<BackupOptions> {
         let pass = read_pass(self.pass_file.as_ref())?;
         Ok(BackupOptions {
-            storage: self.target.open(config)?,
+            storage: self.target.open(config, cancel)?,
             queue_size: self.target.transfer.queue_size,
             path_to_backup: self.path_to_backup,
             backup_name: self.backup_name,

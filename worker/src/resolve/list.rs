@@ -4,6 +4,7 @@ use super::{Direction, Origin, Target, TransferFlags};
 use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::storage::Storage;
+use crate::CancellationToken;
 use freezer_contracts::ListSpec;
 use std::sync::Arc;
 
@@ -38,7 +39,11 @@ pub fn resolve(spec: &ListSpec, config: &WorkerConfig, origin: &Origin) -> Resul
 
 impl ListPlan {
     /// Opens the storages.
-    pub fn open(&self, config: &WorkerConfig) -> Result<Arc<dyn Storage>> {
-        self.target.open(config)
+    pub fn open(
+        &self,
+        config: &WorkerConfig,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<dyn Storage>> {
+        self.target.open(config, cancel)
     }
 }

@@ -44,6 +44,7 @@ use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::storage::{Storage, StorageRequest, Transfer, DEFAULT_DOWNLOAD_QUEUE_SIZE};
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use freezer_contracts::limits::{check_positive_size, check_queue_size};
 use freezer_contracts::{check_storage_key_part, Author, ByteSize, ContractError};
 use std::path::PathBuf;
@@ -208,13 +209,19 @@ impl Target {
         })
     }
 
-    /// Opens the storage (or storages) with the resolved transfer settings.
-    pub fn open(&self, config: &WorkerConfig) -> Result<Arc<dyn Storage>> {
+    /// Opens the storage (or storages) with the resolved transfer settings, for a run that
+    /// `cancel` stops (it also ends throttling and retry waits).
+    pub fn open(
+        &self,
+        config: &WorkerConfig,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<dyn Storage>> {
         let request = StorageRequest {
             names: self.storage.clone(),
             container: self.container.clone(),
         };
-        crate::storage::open(config, &request, &self.transfer, &|v| std::env::var(v).ok())
+        let env = |v: &str| std::env::var(v).ok();
+        crate::storage::open(config, &request, &self.transfer, &env, cancel)
     }
 
     /// The writer-lock scopes of `<host>_<name>` in each storage (see

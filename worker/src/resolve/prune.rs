@@ -6,6 +6,7 @@ use crate::engine::prune::PruneOptions;
 use crate::error::Result;
 use crate::retention::KeepPolicy;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use freezer_contracts::PruneSpec;
 
 /// Hours an interrupted backup's debris is left alone when the request does not say: long enough
@@ -83,9 +84,9 @@ impl PrunePlan {
     }
 
     /// Opens the storages.
-    pub fn open(self, config: &WorkerConfig) -> Result<PruneOptions> {
+    pub fn open(self, config: &WorkerConfig, cancel: &CancellationToken) -> Result<PruneOptions> {
         Ok(PruneOptions {
-            storage: self.target.open(config)?,
+            storage: self.target.open(config, cancel)?,
             backup_name: self.backup_name,
             hostname: self.hostname,
             policy: self.policy,

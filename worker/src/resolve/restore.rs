@@ -6,6 +6,7 @@ use crate::engine::restore::RestoreOptions;
 use crate::error::{Error, Result};
 use crate::progress::Counters;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use freezer_contracts::RestoreSpec;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,10 +71,11 @@ impl RestorePlan {
         config: &WorkerConfig,
         progress: bool,
         counters: Arc<Counters>,
+        cancel: &CancellationToken,
     ) -> Result<RestoreOptions> {
         let pass = read_pass(self.pass_file.as_ref())?;
         Ok(RestoreOptions {
-            storage: self.target.open(config)?,
+            storage: self.target.open(config, cancel)?,
             queue_size: self.target.transfer.queue_size,
             backup_name: self.backup_name,
             hostname: self.hostname,

@@ -5,6 +5,7 @@ use crate::config::WorkerConfig;
 use crate::engine::verify::{ReadData, VerifyOptions};
 use crate::error::Result;
 use crate::timestamp::Timestamp;
+use crate::CancellationToken;
 use freezer_contracts::VerifySpec;
 use std::path::PathBuf;
 
@@ -62,10 +63,10 @@ pub fn resolve(spec: &VerifySpec, config: &WorkerConfig, origin: &Origin) -> Res
 
 impl VerifyPlan {
     /// Reads the passphrase and opens the storages.
-    pub fn open(self, config: &WorkerConfig) -> Result<VerifyOptions> {
+    pub fn open(self, config: &WorkerConfig, cancel: &CancellationToken) -> Result<VerifyOptions> {
         let pass = read_pass(self.pass_file.as_ref())?;
         Ok(VerifyOptions {
-            storage: self.target.open(config)?,
+            storage: self.target.open(config, cancel)?,
             queue_size: self.target.transfer.queue_size,
             hostname: self.hostname,
             backup_name: self.backup_name,

@@ -306,8 +306,8 @@ mod tests {
         let m = MemoryStorage::new("m");
         m.put("a/x", b"hello").unwrap();
         m.fail(Op::Get, "a/", Fault::Transient, 2);
-        assert!(m.get("a/x").unwrap_err().transient);
-        assert!(m.get("a/x").unwrap_err().transient);
+        assert!(m.get("a/x").unwrap_err().is_transient());
+        assert!(m.get("a/x").unwrap_err().is_transient());
         assert_eq!(m.get("a/x").unwrap(), b"hello");
         assert_eq!(m.calls(Op::Get), 3);
         assert_eq!(m.get_range("a/x", 1, 3).unwrap(), b"ell");

@@ -1,4 +1,4 @@
-//! Storage request counters (DESIGN.md §6: "storage requests by backend, operation and status"),
+//! Storage request counters (ARCHITECTURE.md §6: "storage requests by backend, operation and status"),
 //! kept in a process-wide family that the daemon registers once and exports to Prometheus.
 //!
 //! [`RetryingStorage`](super::RetryingStorage) records every attempt it makes, so the counts are
@@ -114,7 +114,7 @@ pub static REQUESTS: LazyLock<Family<StorageRequestLabels, Counter>> =
     LazyLock::new(Family::default);
 
 /// Registers the storage request counters in the daemon's registry, with `ok` and `error` of
-/// every known backend and operation already present at 0 (DESIGN.md §6: counters exist at 0
+/// every known backend and operation already present at 0 (ARCHITECTURE.md §6: counters exist at 0
 /// from start-up, so a rate() over them works before the first failure). Call it once per
 /// registry.
 pub fn register(registry: &mut Registry) {

@@ -7,7 +7,7 @@
 //! member whose copy is there and intact.
 
 use super::{NameLock, ObjectInfo, Storage};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Status};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,9 +117,12 @@ impl MultiStorage {
     /// (a retry may find a copy), listing every member's error.
     fn combine(&self, key: &str, errors: Vec<(&Member, Error)>) -> Error {
         let all_missing = errors.iter().all(|(_, e)| e.kind == ErrorKind::NotFound);
-        let (kind, transient) = match errors.iter().find(|(_, e)| e.kind != ErrorKind::NotFound) {
-            None => (ErrorKind::NotFound, false),
-            Some((_, e)) => (e.kind, errors.iter().any(|(_, e)| e.transient)),
+        let (kind, status) = match errors.iter().find(|(_, e)| e.kind != ErrorKind::NotFound) {
+            None => (ErrorKind::NotFound, Status::Permanent),
+            Some((_, e)) if errors.iter().any(|(_, e)| e.is_transient()) => {
+                (e.kind, Status::Transient)
+            }
+            Some((_, e)) => (e.kind, Status::Permanent),
         };
         let detail = errors
             .iter()
@@ -136,11 +139,7 @@ impl MultiStorage {
         } else {
             format!("no storage could provide {what}: {detail}")
         };
-        Error {
-            kind,
-            message,
-            transient,
-        }
+        Error::new(kind, message).with_status(status)
     }
 
     /// The first member's successful answer to `f`, in order; logs members that fail with
@@ -481,7 +480,7 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(!e.transient);
+        assert!(!e.is_transient());
         // Segments stay where they landed: the engine removes the debris of a failed backup.
         assert!(m[0].object("h_n/c/0_t/data/00000000").is_some());
     }
@@ -494,7 +493,7 @@ mod tests {
         let e = s.delete("k").unwrap_err();
         assert!(e.message.starts_with("storage 'b'"), "{}", e.message);
         assert!(e.message.contains("; also storage 'c'"), "{}", e.message);
-        assert!(e.transient);
+        assert!(e.is_transient());
         assert_eq!(m[0].calls(Op::Delete), 1);
     }
 
@@ -504,7 +503,7 @@ mod tests {
         m[1].fail(Op::Put, "manifest.json", Fault::Transient, 1);
         let e = s.put(MANIFEST, b"{}").unwrap_err();
         assert!(e.message.contains("storage 'b'"), "{}", e.message);
-        assert!(e.transient);
+        assert!(e.is_transient());
         for mem in &m {
             assert!(mem.object(MANIFEST).is_none(), "{:?}", mem.keys());
         }
@@ -548,7 +547,7 @@ mod tests {
         m[1].fail(Op::Get, "k", Fault::Transient, 1);
         let e = s.get("k").unwrap_err();
         assert_eq!(e.kind, ErrorKind::Failure);
-        assert!(e.transient, "a retry may find the copy on b");
+        assert!(e.is_transient(), "a retry may find the copy on b");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! retries, all of them behind one bandwidth limit, several at once behind a multi-storage.
 
 use super::{
-    LocalStorage, MultiStorage, RateLimiter, RetryPolicy, RetryingStorage, S3Config, S3Credentials,
-    S3Storage, SshConfig, SshStorage, Storage, ThrottledStorage,
+    Clock, LocalStorage, MultiStorage, RateLimiter, RetryPolicy, RetryingStorage, S3Config,
+    S3Credentials, S3Storage, SshConfig, SshStorage, Storage, SystemClock, ThrottledStorage,
 };
 use crate::config::{S3Entry, StorageEntry, TransferSection, WorkerConfig};
 use crate::error::{Error, Result};
+use crate::CancellationToken;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,23 +91,25 @@ pub struct StorageRequest {
     pub container: Option<String>,
 }
 
-/// Opens the storage (or storages) `request` names.
+/// Opens the storage (or storages) `request` names for one run: its bandwidth pacing and retry
+/// backoff stop waiting once `cancel` (the run's token) is cancelled.
 pub fn open(
     config: &WorkerConfig,
     request: &StorageRequest,
     transfer: &Transfer,
     env: &dyn Fn(&str) -> Option<String>,
+    cancel: &CancellationToken,
 ) -> Result<Arc<dyn Storage>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::cancelled_by(cancel.clone()));
     let names: Vec<&str> = if request.names.is_empty() {
         vec!["local"]
     } else {
         request.names.iter().map(String::as_str).collect()
     };
+    let limiter = |l| Arc::new(RateLimiter::with_clock(l, clock.clone()));
     let limits = Limits {
-        upload: transfer.upload_limit.map(|l| Arc::new(RateLimiter::new(l))),
-        download: transfer
-            .download_limit
-            .map(|l| Arc::new(RateLimiter::new(l))),
+        upload: transfer.upload_limit.map(limiter),
+        download: transfer.download_limit.map(limiter),
     };
     let mut members: Vec<(String, Arc<dyn Storage>)> = Vec::with_capacity(names.len());
     for name in &names {
@@ -114,7 +117,10 @@ pub fn open(
             return Err(Error::usage(format!("--storage names {name:?} twice")));
         }
         let (backend, kind) = open_one(config, name, request, env)?;
-        members.push((name.to_string(), wrap(backend, kind, transfer, &limits)));
+        members.push((
+            name.to_string(),
+            wrap(backend, kind, transfer, &limits, &clock),
+        ));
     }
     if members.len() == 1 {
         return Ok(members.remove(0).1);
@@ -135,9 +141,11 @@ fn wrap(
     kind: &'static str,
     transfer: &Transfer,
     limits: &Limits,
+    clock: &Arc<dyn Clock>,
 ) -> Arc<dyn Storage> {
-    let retrying: Arc<dyn Storage> =
-        Arc::new(RetryingStorage::new(backend, transfer.retry.clone(), kind));
+    let retrying: Arc<dyn Storage> = Arc::new(
+        RetryingStorage::new(backend, transfer.retry.clone(), kind).with_clock(clock.clone()),
+    );
     if limits.upload.is_none() && limits.download.is_none() {
         return retrying;
     }
@@ -171,7 +179,7 @@ fn open_one(
     let entry = match name {
         "local" => StorageEntry::Local(Default::default()),
         "s3" => {
-            // The unnamed S3 storage takes the environment over the file (DESIGN.md §6).
+            // The unnamed S3 storage takes the environment over the file (ARCHITECTURE.md §6).
             let s3 = &config.s3;
             let c = container(&s3.container)?;
             let mut built = S3Config::from_lookup(&c, |var| {

@@ -1,7 +1,7 @@
 //! Retries of temporary storage failures (timeouts, reset connections, HTTP 5xx, S3 `SlowDown`)
 //! with exponential backoff and jitter, as a decorator around a backend: [`RetryingStorage`].
 //! Permanent failures (403, no such bucket, a full disk) and missing objects are returned at
-//! once; the backends decide which is which through [`Error::transient`].
+//! once; the backends decide which is which through [`Error::status`].
 //!
 //! Every attempt is counted in `freezer_storage_requests_total` (see [`super::metrics`]).
 
@@ -131,11 +131,13 @@ impl RetryingStorage {
                     record(Status::Ok);
                     return Err(err);
                 }
-                _ if !err.transient => {
+                // Only a transient failure of the request is the storage layer's to repeat; an
+                // interrupted run or a held lock is its caller's to decide.
+                ErrorKind::Failure if err.is_transient() => {}
+                _ => {
                     record(Status::Error);
                     return Err(err);
                 }
-                _ => {}
             }
             if attempt >= max {
                 record(Status::Error);
@@ -314,7 +316,7 @@ mod tests {
         let (m, clock, s) = retrying(b);
         m.fail(Op::List, "", Fault::Permanent, 1);
         let e = s.list("x/").unwrap_err();
-        assert!(!e.transient);
+        assert!(!e.is_transient());
         assert!(e.message.contains("access denied"), "{}", e.message);
         assert_eq!(m.calls(Op::List), 1);
         assert!(clock.sleeps().is_empty());
@@ -338,7 +340,7 @@ mod tests {
         m.insert("k", b"v");
         m.fail(Op::GetRange, "k", Fault::Transient, usize::MAX);
         let e = s.get_range("k", 0, 1).unwrap_err();
-        assert!(e.transient);
+        assert!(e.is_transient());
         assert_eq!(e.kind, ErrorKind::Failure);
         assert!(e.message.contains("simulated timeout"), "{}", e.message);
         let spent: Duration = clock.sleeps().iter().sum();

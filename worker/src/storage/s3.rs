@@ -287,9 +287,10 @@ impl S3Storage {
                 Error::failure
             };
             return error(format!(
-                "bucket {:?} does not exist on {} (create it, or fix the container)",
+                "bucket {:?} does not exist on {}",
                 self.bucket, self.endpoint
-            ));
+            ))
+            .with_guidance("create the bucket, or fix the container");
         }
         if status == Some(403)
             || matches!(
@@ -298,11 +299,13 @@ impl S3Storage {
             )
         {
             return Error::failure(format!(
-                "access denied to bucket {:?} on {} ({op} {what}: {detail}); check the credentials \
-                 (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS profile) and the bucket's \
-                 permissions",
+                "access denied to bucket {:?} on {} ({op} {what}: {detail})",
                 self.bucket, self.endpoint
-            ));
+            ))
+            .with_guidance(
+                "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS \
+                 profile) and the bucket's permissions",
+            );
         }
         if code == "NoSuchKey" || code == "NotFound" || status == Some(404) {
             return Error::not_found(format!("{what} is missing"));

@@ -21,6 +21,7 @@
 
 use super::{ObjectInfo, Storage};
 use crate::error::{Error, Result};
+use crate::CancellationToken;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,22 +34,31 @@ pub const MIN_CHUNK: u64 = 64 << 10;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Time elapsed since a fixed origin of this clock.
     fn now(&self) -> Duration;
-    /// Waits `d`; fails with `ErrorKind::Interrupted` as soon as the process is interrupted, so
-    /// a throttled or backing-off task stops promptly on SIGINT/SIGTERM.
+    /// Waits `d`; fails with `ErrorKind::Interrupted` as soon as the run is cancelled, so a
+    /// throttled or backing-off run stops promptly on SIGINT/SIGTERM or when its task is
+    /// cancelled.
     fn sleep(&self, d: Duration) -> Result<()>;
 }
 
-/// The real clock: monotonic time, and sleeps cut short by [`crate::interrupted`].
+/// The real clock: monotonic time, and sleeps cut short when the run's token is cancelled.
 #[derive(Debug)]
 pub struct SystemClock {
     origin: Instant,
+    cancel: CancellationToken,
 }
 
 impl SystemClock {
-    /// A clock whose origin is now.
+    /// A clock whose origin is now and whose sleeps nothing cuts short.
     pub fn new() -> Self {
+        Self::cancelled_by(CancellationToken::new())
+    }
+
+    /// A clock whose origin is now and whose sleeps end with `Interrupted` once `cancel` is
+    /// cancelled (the run's token: the storage of one run paces and backs off on it).
+    pub fn cancelled_by(cancel: CancellationToken) -> Self {
         SystemClock {
             origin: Instant::now(),
+            cancel,
         }
     }
 }
@@ -65,11 +75,12 @@ impl Clock for SystemClock {
     }
 
     fn sleep(&self, d: Duration) -> Result<()> {
-        // Sleep in short slices so an interrupt is noticed within 50 ms.
+        // A poll that remains: this runs on a blocking engine thread, which has no runtime to
+        // await the token on, so it sleeps in short slices and notices a cancel within 50 ms.
         const SLICE: Duration = Duration::from_millis(50);
         let end = Instant::now() + d;
         loop {
-            if crate::interrupted() {
+            if self.cancel.is_cancelled() {
                 return Err(Error::interrupted());
             }
             let left = end.saturating_duration_since(Instant::now());
@@ -496,6 +507,25 @@ mod tests {
             single.get_checked("seg", &check).unwrap_err().kind,
             ErrorKind::Integrity
         );
+    }
+
+    #[test]
+    fn system_clock_sleep_ends_when_its_token_is_cancelled() {
+        let cancel = CancellationToken::new();
+        let clock = SystemClock::cancelled_by(cancel.clone());
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                cancel.cancel();
+            })
+        };
+        let started = Instant::now();
+        let e = clock.sleep(Duration::from_secs(30)).unwrap_err();
+        canceller.join().unwrap();
+        assert_eq!(e.kind, ErrorKind::Interrupted);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(SystemClock::new().sleep(Duration::from_millis(1)).is_ok());
     }
 
     #[test]

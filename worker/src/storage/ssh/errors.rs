@@ -14,14 +14,16 @@ pub(super) fn key_error(path: &Path, e: russh::keys::Error) -> Error {
     let path = path.display();
     match e {
         russh::keys::Error::KeyIsEncrypted => Error::failure(format!(
-            "SSH key file {path} is protected by a passphrase, which Freezer cannot \
-             prompt for: use a key without one (and restrict it on the server, e.g. to \
-             the sftp subsystem)"
-        )),
-        russh::keys::Error::IO(io) => Error::failure(format!(
-            "cannot read SSH key file {path}: {io} (check key_file in the storage \
-             configuration)"
-        )),
+            "SSH key file {path} is protected by a passphrase, which Freezer cannot prompt for"
+        ))
+        .with_guidance(
+            "use a key without a passphrase (and restrict it on the server, e.g. to the sftp \
+             subsystem)",
+        ),
+        russh::keys::Error::IO(io) => {
+            Error::failure(format!("cannot read SSH key file {path}: {io}"))
+                .with_guidance("check key_file in the storage configuration")
+        }
         other => Error::failure(format!(
             "SSH key file {path} is not a usable private key: {other}"
         )),
@@ -49,7 +51,8 @@ impl SshStorage {
             E::UnknownKey => Error::failure(format!(
                 "{doing} {}: the server's host key was refused",
                 self.url
-            )),
+            ))
+            .with_guidance("add the server's key to the storage's known_hosts file"),
             other => Error::failure(format!("{doing} {} failed: {other}", self.url)),
         }
     }
@@ -69,14 +72,18 @@ impl SshStorage {
                     StatusCode::NoSuchFile => {
                         Error::not_found(format!("{doing}: no such file or directory"))
                     }
-                    StatusCode::PermissionDenied => Error::failure(format!(
-                        "{doing}: permission denied ({detail}): check that {} may read and write \
-                         {} on {}",
-                        self.config.user, self.root, self.config.host
-                    )),
+                    StatusCode::PermissionDenied => {
+                        Error::failure(format!("{doing}: permission denied ({detail})"))
+                            .with_guidance(format!(
+                                "check that {} may read and write {} on {}",
+                                self.config.user, self.root, self.config.host
+                            ))
+                    }
                     StatusCode::Failure if writing => Error::failure(format!(
-                        "{doing} failed on the server ({detail}): the remote disk may be full \
-                         (check free space and quotas on {})",
+                        "{doing} failed on the server ({detail}): the remote disk may be full"
+                    ))
+                    .with_guidance(format!(
+                        "check free space and quotas on {}",
                         self.config.host
                     )),
                     StatusCode::NoConnection | StatusCode::ConnectionLost => {

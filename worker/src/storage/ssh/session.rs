@@ -261,12 +261,14 @@ impl SshStorage {
             return Ok(());
         }
         Err(Error::failure(format!(
-            "authentication as {} on {} with key {} failed: the server does not accept this key \
-             (add {}.pub to the authorized_keys of {} on {}, or fix user and key_file in the \
-             storage configuration)",
+            "authentication as {} on {} with key {} failed: the server does not accept this key",
             c.user,
             self.host_port(),
             c.key_file.display(),
+        ))
+        .with_guidance(format!(
+            "add {}.pub to the authorized_keys of {} on {}, or fix user and key_file in the \
+             storage configuration",
             c.key_file.display(),
             c.user,
             c.host
@@ -286,13 +288,13 @@ impl SshStorage {
         loop {
             match channel.wait().await {
                 Some(russh::ChannelMsg::Success) => break,
-                Some(russh::ChannelMsg::Failure) => {
-                    return Err(Error::failure(format!(
-                        "{} refused the sftp subsystem: enable it in the server's sshd_config \
-                         (`Subsystem sftp internal-sftp`)",
-                        self.url
-                    )))
-                }
+                Some(russh::ChannelMsg::Failure) => return Err(Error::failure(format!(
+                    "{} refused the sftp subsystem",
+                    self.url
+                ))
+                .with_guidance(
+                    "enable it in the server's sshd_config (`Subsystem sftp internal-sftp`)",
+                )),
                 Some(_) => continue,
                 None => {
                     return Err(Error::transient(format!(

@@ -1,5 +1,5 @@
-//! RabbitMQ side of the daemon: the topology of DESIGN.md §4 and a publisher that survives broker
-//! restarts.
+//! RabbitMQ for the workers and the dispatcher: connecting, the topology (declared the same way by
+//! both sides), and a publisher that survives broker restarts.
 //!
 //! Topology: `freezer.tasks` (direct), `freezer.events` (topic), `freezer.dead` (fanout) with the
 //! durable queue `freezer.dead` bound to it; the node and pool queues are durable quorum queues
@@ -15,12 +15,84 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::time::Duration;
 use tokio::sync::{watch, RwLock};
 
 /// AMQP delivery mode of a persistent message.
 const PERSISTENT: u8 = 2;
+
+/// How long [`connect`] waits for the broker.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the broker could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No answer within [`CONNECT_TIMEOUT`].
+    #[error("cannot connect to the broker at {url}: timed out")]
+    TimedOut {
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// The connection failed (refused, authentication, TLS...).
+    #[error("cannot connect to the broker at {url}")]
+    Failed {
+        /// The URL, password redacted.
+        url: String,
+        /// What the AMQP client said.
+        #[source]
+        source: lapin::Error,
+    },
+}
+
+/// Why a message was not published (after the retries of [`Publisher::publish`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No connection to publish on.
+    #[error("no connection to the broker")]
+    NotConnected,
+    /// The broker answered with a negative confirm.
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    /// The channel or connection failed.
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// Connects to `url` within [`CONNECT_TIMEOUT`].
+pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) => Err(ConnectError::Failed {
+            url: redact(url),
+            source,
+        }),
+        Err(_) => Err(ConnectError::TimedOut { url: redact(url) }),
+    }
+}
+
+/// Closes `conn`, giving up after 2 s (a close that waits for a broker that does not answer
+/// must not hold up a shutdown or a change of leader).
+pub async fn close(conn: Connection) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "closing".into())).await;
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
 
 /// The arguments of a task queue: quorum, delivery limit, dead-lettering.
 pub fn task_queue_args(delivery_limit: u32) -> FieldTable {
@@ -144,7 +216,7 @@ impl Publisher {
 
     /// Publishes `msg`, retrying (each 200 ms up to 1 s apart) until the broker confirms it or
     /// `give_up` has passed.
-    pub async fn publish(&self, msg: &Outgoing<'_>, give_up: Duration) -> Result<(), String> {
+    pub async fn publish(&self, msg: &Outgoing<'_>, give_up: Duration) -> Result<(), PublishError> {
         let deadline = tokio::time::Instant::now() + give_up;
         let mut delay = Duration::from_millis(100);
         loop {
@@ -154,7 +226,7 @@ impl Publisher {
                     Ok(()) => return Ok(()),
                     Err(e) => e,
                 },
-                None => "no connection to the broker".to_string(),
+                None => PublishError::NotConnected,
             };
             if tokio::time::Instant::now() >= deadline {
                 return Err(err);
@@ -167,7 +239,7 @@ impl Publisher {
     }
 
     /// Publishes an event to `freezer.events` with its routing key.
-    pub async fn event(&self, event: &Event, give_up: Duration) -> Result<(), String> {
+    pub async fn event(&self, event: &Event, give_up: Duration) -> Result<(), PublishError> {
         let body = event.to_json();
         let key = event.routing_key();
         self.publish(
@@ -184,7 +256,7 @@ impl Publisher {
     }
 }
 
-async fn publish_once(ch: &Channel, msg: &Outgoing<'_>) -> Result<(), String> {
+async fn publish_once(ch: &Channel, msg: &Outgoing<'_>) -> Result<(), PublishError> {
     let mut props = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type(ShortString::from("application/json"));
@@ -207,12 +279,22 @@ async fn publish_once(ch: &Channel, msg: &Outgoing<'_>) -> Result<(), String> {
             msg.body,
             props,
         )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?
+        .await?;
     if confirm.is_nack() {
-        return Err("the broker refused the message (nack)".into());
+        return Err(PublishError::Nacked);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("amqp://guest:secret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(super::redact("redis://h:6379/"), "redis://h:6379/");
+    }
 }
