@@ -88,6 +88,8 @@ pub struct WorkerSpec {
     pub grace_seconds: u64,
     /// Extra TOML appended to the `[daemon]` section (a `[table]` header may follow).
     pub extra: String,
+    /// Extra environment of the process (debug hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl WorkerSpec {
@@ -100,6 +102,7 @@ impl WorkerSpec {
             metrics_addr: None,
             grace_seconds: 30,
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -285,6 +288,7 @@ impl Fleet {
         let mut cmd = crate::worker();
         cmd.arg("run").arg("--config").arg(&config);
         cmd.env("FREEZER_LOG", "info,lapin=warn");
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::null());
         cmd.stderr(fs::File::create(&log).unwrap());
         let child = cmd.spawn().expect("spawn freezer-worker run");
