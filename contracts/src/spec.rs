@@ -514,9 +514,10 @@ pub struct ListSpec {
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct NoopSpec {
-    /// Milliseconds to wait before succeeding (default 0; at most a day), for tests of a long task:
-    /// heartbeats, consumer timeouts, a worker killed mid-task. An option of
-    /// `freezer-dispatcher publish noop`; the worker's CLI has no noop command.
+    /// Milliseconds to wait before succeeding (default 0; at most a day).
+    ///
+    /// For tests of a long task: heartbeats, consumer timeouts, a worker killed mid-task. An option
+    /// of `freezer-dispatcher publish noop`; the worker's CLI has no noop command.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(max = MAX_NOOP_SLEEP_MS))]
     #[cfg_attr(

@@ -103,7 +103,7 @@ pub struct Target {
 #[derive(Debug, Clone, Default, Args)]
 pub struct Hooks {
     /// Hook name from the worker's configuration (repeatable), run around the task in order.
-    #[arg(long = "hook")]
+    #[arg(long = "hook", help_heading = TASK_OPTIONS)]
     pub hooks: Vec<String>,
 }
 
@@ -173,13 +173,19 @@ impl<S: Args> Args for NoEnv<S> {
     }
 }
 
-/// `cmd` with the environment sources of `S`'s options (and of no other) removed.
+/// `cmd` with the environment sources of `S`'s options (and of no other) removed, and those
+/// options listed under their own heading in `--help`.
 fn without_env<S: Args>(cmd: Command) -> Command {
     let own = S::augment_args(Command::new("spec"));
     own.get_arguments()
         .map(|a| a.get_id().clone())
-        .fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.env(None)))
+        .fold(cmd, |cmd, id| {
+            cmd.mut_arg(id, |a| a.env(None).help_heading(TASK_OPTIONS))
+        })
 }
+
+/// The `--help` heading of a kind's own options.
+const TASK_OPTIONS: &str = "Task options";
 
 /// Rewrites `spec.path_to_backup`-style field paths in a contracts error as `--path-to-backup`.
 fn option_names(msg: &str) -> String {
