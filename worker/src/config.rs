@@ -163,6 +163,18 @@ pub enum StorageEntry {
     Ssh(SshEntry),
 }
 
+impl StorageEntry {
+    /// The container configured for this storage, if any: where a request that names none
+    /// writes (used for the writer-lock scope).
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            StorageEntry::Local(e) => e.container.as_deref(),
+            StorageEntry::S3(e) => e.container.as_deref(),
+            StorageEntry::Ssh(e) => e.container.as_deref(),
+        }
+    }
+}
+
 /// Settings of a local storage.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
