@@ -268,6 +268,14 @@ async fn execute(
         drop(permit);
         return abandon(shared, queue, body, task, lease).await;
     }
+    // It may have expired while it waited for the slot: report it, never run it late.
+    if matches!(task.readiness(now()), Readiness::Expired) {
+        drop(permit);
+        let expires_at = task.expires_at.unwrap_or_else(now);
+        shared.metrics.task_done(kind, "expired");
+        tracing::warn!("task expired while it waited for an execution slot");
+        return finish(shared, task, lease, EventStatus::Expired { expires_at }).await;
+    }
     // A session member waits for the others holding its slot, so that it starts the moment the
     // barrier opens.
     if let Some(s) = &task.session {
