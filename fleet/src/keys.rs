@@ -22,7 +22,7 @@
 //! | `runs:active` | set of run ids not finished | none | dispatcher (leader) | dispatcher (take-over, `status`) |
 //! | `job:<job id>:runs` | list of finished runs (JSON), newest first, trimmed to `history_len` | [`HISTORY_TTL`] after the last run | dispatcher (leader) | dispatcher (`status`, `jobs`) |
 //! | `job:<job id>:last_fired` | string: Unix seconds of the latest fired run | [`LAST_FIRED_TTL`] | dispatcher (scheduler, compare-and-set) | dispatcher (scheduler, `jobs`) |
-//! | `dispatcher:requests` | list of `{"job_id","run_id"}` | none | `freezer-dispatcher publish --job` | dispatcher (leader) |
+//! | `dispatcher:requests` | list of `{"job_id","run_id"}` | [`REQUESTS_TTL`], at most [`MAX_REQUESTS`] entries | `freezer-dispatcher publish --job` | dispatcher (leader) |
 //! | `dispatcher:leader` | string: the leading dispatcher's id | `leader_lease_ms`, renewed | dispatchers | dispatchers |
 
 use freezer_contracts::KEY_PREFIX;
@@ -38,6 +38,11 @@ pub const HISTORY_TTL: Duration = Duration::from_secs(90 * 86_400);
 /// How long a job's `last_fired` is kept after its latest run (400 days: longer than any yearly
 /// schedule's gap), so the keys of deleted jobs go away.
 pub const LAST_FIRED_TTL: Duration = Duration::from_secs(400 * 86_400);
+/// TTL of the `dispatcher:requests` list, renewed by each request: requests nobody led long
+/// enough to take are dropped after a day instead of piling up.
+pub const REQUESTS_TTL: Duration = Duration::from_secs(86_400);
+/// Most entries of `dispatcher:requests`: a flood of `publish --job` keeps the newest ones.
+pub const MAX_REQUESTS: isize = 1_000;
 
 /// The names of every Redis key under one prefix (see the module doc for the table).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use freezer_dispatcher::config::DispatcherSection;
 use freezer_dispatcher::jobs::{DueRun, JobSet};
 use freezer_dispatcher::{runs, Error};
-use freezer_fleet::keys::FINISHED_RUN_TTL;
+use freezer_fleet::keys::{FINISHED_RUN_TTL, MAX_REQUESTS, REQUESTS_TTL};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
@@ -60,9 +60,23 @@ pub async fn run(
         .query_async(&mut redis)
         .await
         .map_err(Error::redis("redis"))?;
-    redis::cmd("RPUSH")
-        .arg(cfg.keys().requests())
+    // Bounded: the list keeps the newest MAX_REQUESTS requests and lives a day past the last.
+    let list = cfg.keys().requests();
+    redis::pipe()
+        .atomic()
+        .cmd("RPUSH")
+        .arg(&list)
         .arg(&request)
+        .ignore()
+        .cmd("LTRIM")
+        .arg(&list)
+        .arg(-MAX_REQUESTS)
+        .arg(-1)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&list)
+        .arg(REQUESTS_TTL.as_secs())
+        .ignore()
         .query_async::<()>(&mut redis)
         .await
         .map_err(Error::redis("redis"))?;
