@@ -23,6 +23,9 @@ pub struct ListPlan {
 pub fn resolve(spec: &ListSpec, config: &WorkerConfig, origin: &Origin) -> Result<ListPlan> {
     spec.validate_as(origin.author())
         .map_err(|e| origin.refusal(e))?;
+    if origin.bound_by_policy() {
+        super::policy::check_host(config, spec.hostname.as_deref())?;
+    }
     Ok(ListPlan {
         target: Target::resolve(
             config,
