@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::error::ContractError;
 use crate::id::{check_ident, TaskId, IDENT_PATTERN};
-use crate::task::{TaskEnvelope, TaskKind};
+use crate::kind::TaskKind;
+use crate::task::TaskEnvelope;
 use crate::topology::{event_routing_key, UNKNOWN_KIND};
 use crate::utc::UtcTime;
 use crate::{check_version, check_version_first, parse_object, SCHEMA_VERSION};

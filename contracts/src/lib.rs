@@ -46,6 +46,7 @@ pub mod coordination;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod kind;
 pub mod limits;
 pub mod schema;
 pub mod size;
@@ -60,13 +61,14 @@ pub use coordination::{
 pub use error::ContractError;
 pub use event::{ErrorClass, Event, EventStatus};
 pub use id::{check_ident, check_storage_key_part, TaskId};
+pub use kind::TaskKind;
 pub use limits::{DEFAULT_SEGMENT_SIZE, MAX_QUEUE_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 pub use size::ByteSize;
 pub use spec::{
     Author, BackupSpec, Compression, Dereference, ListSpec, NoopSpec, PruneSpec, RestoreSpec,
     TaskSpec, VerifySpec,
 };
-pub use task::{Readiness, Session, SessionPolicy, TaskEnvelope, TaskKind};
+pub use task::{Readiness, Session, SessionPolicy, TaskEnvelope};
 pub use topology::{
     event_routing_key, node_queue, pool_queue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE,
     EVENTS_EXCHANGE, REASON_HEADER, TASKS_EXCHANGE, UNKNOWN_KIND,

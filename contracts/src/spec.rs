@@ -33,9 +33,9 @@ use serde_json::Value;
 
 use crate::error::ContractError;
 use crate::id::{check_ident, check_storage_key_part, IDENT_PATTERN};
+use crate::kind::TaskKind;
 use crate::limits::{check_positive_size, check_queue_size, check_segment_size, MAX_QUEUE_SIZE};
 use crate::size::ByteSize;
-use crate::task::TaskKind;
 use crate::utc::check_user_date;
 
 /// Regular expression of an absolute path, for the JSON Schema (see `check_abs_path`).
@@ -123,6 +123,21 @@ pub enum Dereference {
     /// Both.
     All,
 }
+
+/// Highest `max_level` or `always_level` of a backup: a chain of a thousand incrementals is
+/// already far past what a restore should have to read.
+pub const MAX_LEVEL: u32 = 1_000;
+
+/// Most days a spec may name (`restart_always_level`, `remove_older_than`; `debris_grace_hours`
+/// at most as many days in hours): a hundred years, beyond any retention and far from the
+/// worker's time arithmetic overflowing.
+pub const MAX_DAYS: f64 = 36_525.0;
+
+/// Largest `keep_*` count of a prune.
+pub const MAX_KEEP: u32 = 100_000;
+
+/// Highest `upload_limit` or `download_limit`, bytes per second (1 TiB/s): any faster is no limit.
+pub const MAX_TRANSFER_RATE: u64 = 1 << 40;
 
 /// `freezer-worker backup`: write a new backup of a directory or file of the worker's machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -639,6 +654,7 @@ impl BackupSpec {
         }
         check_positive_size("spec.upload_limit", self.upload_limit)?;
         check_queue_size("spec.queue_size", self.queue_size)?;
+        self.check_bounds()?;
         check_idents("spec.hooks", &self.hooks)
     }
 }
@@ -665,6 +681,7 @@ impl RestoreSpec {
         check_optional_ident("spec.encrypt_key", self.encrypt_key.as_deref())?;
         check_positive_size("spec.download_limit", self.download_limit)?;
         check_queue_size("spec.queue_size", self.queue_size)?;
+        check_rate("spec.download_limit", self.download_limit)?;
         check_idents("spec.hooks", &self.hooks)
     }
 }
@@ -690,7 +707,8 @@ impl PruneSpec {
         if let Some(date) = &self.remove_from_date {
             check_user_date("spec.remove_from_date", date)?;
         }
-        check_non_negative("spec.debris_grace_hours", self.debris_grace_hours, "hours")
+        check_non_negative("spec.debris_grace_hours", self.debris_grace_hours, "hours")?;
+        self.check_bounds()
     }
 }
 
@@ -730,7 +748,8 @@ impl VerifySpec {
         if let Some(dir) = &self.compare_to {
             check_path(author, "spec.compare_to", dir)?;
         }
-        check_positive_size("spec.download_limit", self.download_limit)
+        check_positive_size("spec.download_limit", self.download_limit)?;
+        check_rate("spec.download_limit", self.download_limit)
     }
 }
 
@@ -862,6 +881,93 @@ fn check_non_negative(path: &str, v: Option<f64>, unit: &str) -> Result<(), Cont
         Some(x) if !(x.is_finite() && x >= 0.0) => Err(ContractError::invalid(
             path,
             format!("{x} must be a number of {unit}, 0 or more"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+// Bounds of the numeric fields: every number a task carries is bounded, so no message can make
+// the worker's arithmetic overflow or hold a slot for ever.
+
+impl BackupSpec {
+    /// Levels at most [`MAX_LEVEL`], days at most [`MAX_DAYS`], the upload rate at most
+    /// [`MAX_TRANSFER_RATE`].
+    fn check_bounds(&self) -> Result<(), ContractError> {
+        for (path, level) in [
+            ("spec.max_level", self.max_level),
+            ("spec.always_level", self.always_level),
+        ] {
+            if let Some(n) = level.filter(|n| *n > MAX_LEVEL) {
+                return Err(ContractError::invalid(
+                    path,
+                    format!("{n} is more than {MAX_LEVEL} levels"),
+                ));
+            }
+        }
+        check_at_most(
+            "spec.restart_always_level",
+            self.restart_always_level,
+            MAX_DAYS,
+            "days",
+        )?;
+        check_rate("spec.upload_limit", self.upload_limit)
+    }
+}
+
+impl PruneSpec {
+    /// Days at most [`MAX_DAYS`] (the grace in hours as many days), counts at most [`MAX_KEEP`].
+    fn check_bounds(&self) -> Result<(), ContractError> {
+        check_at_most(
+            "spec.remove_older_than",
+            self.remove_older_than,
+            MAX_DAYS,
+            "days",
+        )?;
+        check_at_most(
+            "spec.debris_grace_hours",
+            self.debris_grace_hours,
+            MAX_DAYS * 24.0,
+            "hours",
+        )?;
+        for (path, n) in [
+            ("spec.keep_last", self.keep_last),
+            ("spec.keep_hourly", self.keep_hourly),
+            ("spec.keep_daily", self.keep_daily),
+            ("spec.keep_weekly", self.keep_weekly),
+            ("spec.keep_monthly", self.keep_monthly),
+            ("spec.keep_yearly", self.keep_yearly),
+        ] {
+            if let Some(n) = n.filter(|n| *n > MAX_KEEP) {
+                return Err(ContractError::invalid(
+                    path,
+                    format!("{n} is more than {MAX_KEEP}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number of `unit` at most `max` (its sign and finiteness are checked apart).
+fn check_at_most(path: &str, v: Option<f64>, max: f64, unit: &str) -> Result<(), ContractError> {
+    match v {
+        Some(x) if x > max => Err(ContractError::invalid(
+            path,
+            format!("{x} is more than {max} {unit}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A transfer rate at most [`MAX_TRANSFER_RATE`] bytes per second.
+fn check_rate(path: &str, rate: Option<ByteSize>) -> Result<(), ContractError> {
+    match rate {
+        Some(ByteSize(r)) if r > MAX_TRANSFER_RATE => Err(ContractError::invalid(
+            path,
+            format!(
+                "{r} bytes per second is more than {MAX_TRANSFER_RATE} (1 TiB/s): leave it out \
+                 for no limit"
+            ),
         )),
         _ => Ok(()),
     }

@@ -1,6 +1,5 @@
 //! The task envelope: one message on `freezer.tasks`, everything a worker needs to run one task.
 
-use std::fmt;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -9,66 +8,23 @@ use serde_json::Value;
 
 use crate::error::ContractError;
 use crate::id::{check_ident, TaskId, IDENT_PATTERN};
+use crate::kind::TaskKind;
 use crate::spec::TaskSpec;
 use crate::utc::UtcTime;
 use crate::{check_version, check_version_first, parse_object, SCHEMA_VERSION};
 
-/// What a task asks a worker to do: one variant per engine operation, the same as the subcommands of
-/// `freezer-worker`, plus `noop`; used wherever the kind matters without its spec (routing keys,
-/// metric labels, events).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskKind {
-    /// Write a new backup (`freezer-worker backup`).
-    Backup,
-    /// Restore a backup into a directory (`freezer-worker restore`).
-    Restore,
-    /// Apply retention to a backup name (`freezer-worker prune`).
-    Prune,
-    /// Check the integrity of stored backups (`freezer-worker verify`).
-    Verify,
-    /// List backups (`freezer-worker list`).
-    List,
-    /// Do nothing and report success: measures the fleet's own overhead (see `NoopSpec`).
-    Noop,
-}
+/// Longest a session member waits at the barrier for the others (`hold_off_seconds`): one day.
+/// A session exists to start its members together; a member held longer is holding an execution
+/// slot for nothing, and an unbounded value overflows the worker's deadline arithmetic.
+pub const MAX_HOLD_OFF_SECONDS: u64 = 86_400;
 
-impl TaskKind {
-    /// Every kind, for code that must cover them all (metrics created at 0, exhaustive tests).
-    pub const ALL: [TaskKind; 6] = [
-        TaskKind::Backup,
-        TaskKind::Restore,
-        TaskKind::Prune,
-        TaskKind::Verify,
-        TaskKind::List,
-        TaskKind::Noop,
-    ];
+/// Highest attempt number of a task: far above any retry limit a job can set (the dispatcher
+/// allows 100 retries), so only a forged or corrupted message reaches it.
+pub const MAX_ATTEMPT: u32 = 1_000;
 
-    /// The wire name (as serialized), for routing keys and metric labels without going through serde.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Backup => "backup",
-            TaskKind::Restore => "restore",
-            TaskKind::Prune => "prune",
-            TaskKind::Verify => "verify",
-            TaskKind::List => "list",
-            TaskKind::Noop => "noop",
-        }
-    }
-
-    /// The kind named `s` on the wire, if this build knows it.
-    pub fn from_wire(s: &str) -> Option<TaskKind> {
-        TaskKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Longest window between a task's `not_before` and its `expires_at`, in seconds (366 days): a
+/// task that may wait longer in a queue is not scheduled, it is lost.
+pub const MAX_WINDOW_SECONDS: i64 = 366 * 86_400;
 
 /// What the members of a session do when the hold-off passes before all of them have joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
@@ -97,7 +53,9 @@ pub struct Session {
     /// Node names expected at the barrier; the session succeeds only if every member succeeds.
     #[schemars(length(min = 1), inner(regex(pattern = IDENT_PATTERN)))]
     pub members: Vec<String>,
-    /// How long a member waits at the barrier for the others before `policy` applies.
+    /// How long a member waits at the barrier for the others before `policy` applies (at most a
+    /// day: `MAX_HOLD_OFF_SECONDS`).
+    #[schemars(range(max = MAX_HOLD_OFF_SECONDS))]
     pub hold_off_seconds: u64,
     /// What to do when the hold-off passes with members missing (default: abort).
     #[serde(default)]
@@ -134,8 +92,8 @@ pub struct TaskEnvelope {
     /// One scheduled or manual run of the job; a session's tasks and a task's retries share it.
     #[schemars(regex(pattern = IDENT_PATTERN))]
     pub run_id: String,
-    /// Which attempt of the run this is, from 1.
-    #[schemars(range(min = 1))]
+    /// Which attempt of the run this is, from 1 (at most 1000: `MAX_ATTEMPT`).
+    #[schemars(range(min = 1, max = MAX_ATTEMPT))]
     pub attempt: u32,
     /// Present when the task is part of a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,7 +244,32 @@ impl TaskEnvelope {
                 ));
             }
         }
+        self.check_bounds()?;
         self.spec.validate()
+    }
+
+    /// The numeric fields of the envelope within their bounds ([`MAX_ATTEMPT`],
+    /// [`MAX_WINDOW_SECONDS`]; the session's hold-off in [`Session::validate`]).
+    fn check_bounds(&self) -> Result<(), ContractError> {
+        if self.attempt > MAX_ATTEMPT {
+            return Err(ContractError::invalid(
+                "attempt",
+                format!("{} is more than {MAX_ATTEMPT} attempts", self.attempt),
+            ));
+        }
+        if let (Some(start), Some(end)) = (self.not_before, self.expires_at) {
+            let window = end.unix_seconds().saturating_sub(start.unix_seconds());
+            if window > MAX_WINDOW_SECONDS {
+                return Err(ContractError::invalid(
+                    "expires_at",
+                    format!(
+                        "{end} is {window} s after not_before {start}: a task's window is at \
+                         most {MAX_WINDOW_SECONDS} s (366 days)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the task may start at `now`. Expiry wins over waiting, so a task whose window has
@@ -303,8 +286,8 @@ impl TaskEnvelope {
 }
 
 impl Session {
-    /// Checks the session's names (they form the barrier's Redis key) and that it has members, each
-    /// named once.
+    /// Checks the session's names (they form the barrier's Redis key), that it has members, each
+    /// named once, and that its hold-off is at most [`MAX_HOLD_OFF_SECONDS`].
     pub fn validate(&self) -> Result<(), ContractError> {
         check_ident("session.id", &self.id)?;
         check_ident("session.tag", &self.tag)?;
@@ -323,6 +306,15 @@ impl Session {
                     format!("{member:?} is listed twice"),
                 ));
             }
+        }
+        if self.hold_off_seconds > MAX_HOLD_OFF_SECONDS {
+            return Err(ContractError::invalid(
+                "session.hold_off_seconds",
+                format!(
+                    "{} is more than a day ({MAX_HOLD_OFF_SECONDS} s)",
+                    self.hold_off_seconds
+                ),
+            ));
         }
         Ok(())
     }

@@ -91,6 +91,8 @@ pub struct WorkerSpec {
     /// The body of the worker's `[policy]` section; `None`: the fleet's directory for backups
     /// and restores, and any host name (what the fleet tests do).
     pub policy: Option<String>,
+    /// Extra environment of the process (debug hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl WorkerSpec {
@@ -104,6 +106,7 @@ impl WorkerSpec {
             grace_seconds: 30,
             extra: String::new(),
             policy: None,
+            env: Vec::new(),
         }
     }
 }
@@ -293,6 +296,7 @@ impl Fleet {
         let mut cmd = crate::worker();
         cmd.arg("run").arg("--config").arg(&config);
         cmd.env("FREEZER_LOG", "info,lapin=warn");
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::null());
         cmd.stderr(fs::File::create(&log).unwrap());
         let child = cmd.spawn().expect("spawn freezer-worker run");

@@ -120,6 +120,9 @@ fn parse_job(file: &Path, mut t: Table) -> Result<Job, String> {
     if expires_after.is_zero() {
         return Err("expires_after: must be more than 0s".into());
     }
+    if expires_after.as_secs() > freezer_contracts::task::MAX_WINDOW_SECONDS as u64 {
+        return Err("expires_after: must be at most 366d (a task's longest window)".into());
+    }
     let actions = match t.remove("action") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         None | Some(Value::Array(_)) => {
@@ -184,6 +187,9 @@ fn parse_session(mut t: Table) -> Result<SessionDef, String> {
         return Err(format!("nodes: {:?} is listed twice", dup.1));
     }
     let hold_off = take_duration(&mut t, "hold_off")?.unwrap_or(DEFAULT_HOLD_OFF);
+    if hold_off.as_secs() > freezer_contracts::task::MAX_HOLD_OFF_SECONDS {
+        return Err("hold_off: must be at most 1d".into());
+    }
     let policy = match take_str(&mut t, "policy")?.as_deref() {
         None | Some("all-or-nothing") => SessionPolicy::Abort,
         Some("best-effort") => SessionPolicy::Proceed,
@@ -562,6 +568,26 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].starts_with("job \"b\": no target"));
         assert!(errors[1].starts_with("job \"c\": no action"));
+    }
+
+    #[test]
+    fn a_hold_off_or_window_past_the_task_bounds_is_refused_at_load() {
+        let errors = parse(&format!(
+            "[[job]]\nid = \"a\"\n[job.session]\nnodes = [\"n1\", \"n2\"]\nhold_off = \"2d\"\n{NOOP}"
+        ))
+        .unwrap_err();
+        assert!(
+            errors[0].contains("hold_off: must be at most 1d"),
+            "{errors:?}"
+        );
+        let errors = parse(&format!(
+            "[[job]]\nid = \"a\"\npool = \"p\"\nexpires_after = \"400d\"\n{NOOP}"
+        ))
+        .unwrap_err();
+        assert!(
+            errors[0].contains("expires_after: must be at most 366d"),
+            "{errors:?}"
+        );
     }
 
     #[test]

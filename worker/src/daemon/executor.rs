@@ -1,13 +1,16 @@
 //! Runs one task's spec through the engine, exactly as the CLI would (ARCHITECTURE.md §1: the engine
 //! knows nothing of AMQP or Redis): [`crate::resolve`] turns the spec into the engine's options
-//! (the same code the CLI calls), the blocking engine runs on `spawn_blocking`, and its result or
-//! error becomes the task's final event status.
+//! (the same code the CLI calls), storages are opened and the blocking engine runs on
+//! `spawn_blocking` (see [`super::offload`]: the S3 and SSH clients block on runtimes of their
+//! own), and its result or error becomes the task's final event status.
 //!
 //! Backup and prune of a named backup hold the writer locks of [`super::lock`] (one per storage)
 //! while they run; backups record the fencing token and refuse to commit through the lock's
 //! commit guard.
 
 use super::lock::{LockError, LockSet};
+use super::offload;
+use super::unwind::{AbortOnDrop, ReleaseOnDrop};
 use super::{Running, Shared};
 use crate::engine::{backup, prune, restore, verify};
 use crate::error::{Error, Result};
@@ -103,7 +106,13 @@ async fn run(
         TaskSpec::Backup(s) => {
             let plan = resolve::backup::resolve(s, config, &Origin::Task)?;
             let scopes = plan.lock_scopes();
-            let mut opts = plan.open(config, false, counters.clone(), &cancel)?;
+            let (c, k) = (counters.clone(), cancel.clone());
+            let mut opts = offload::open(
+                shared,
+                move |config| plan.open(config, false, c, &k),
+                |o| &mut o.storage,
+            )
+            .await?;
             let locks = if opts.dry_run {
                 None
             } else {
@@ -122,12 +131,14 @@ async fn run(
             Ok(succeeded(to_json(&r), code, read, stored))
         }
         TaskSpec::Restore(s) => {
-            let opts = resolve::restore::resolve(s, config, &Origin::Task)?.open(
-                config,
-                false,
-                counters.clone(),
-                &cancel,
-            )?;
+            let plan = resolve::restore::resolve(s, config, &Origin::Task)?;
+            let (c, k) = (counters.clone(), cancel.clone());
+            let opts = offload::open(
+                shared,
+                move |config| plan.open(config, false, c, &k),
+                |o| &mut o.storage,
+            )
+            .await?;
             let r = blocking(move || restore::restore(&opts, &token)).await?;
             let written = r.bytes_written;
             Ok(succeeded(to_json(&r), 0, 0, written))
@@ -135,7 +146,13 @@ async fn run(
         TaskSpec::Prune(s) => {
             let plan = resolve::prune::resolve(s, config, &Origin::Task)?;
             let scopes = plan.lock_scopes().filter(|_| !plan.dry_run);
-            let opts = plan.open(config, &cancel)?;
+            let k = cancel.clone();
+            let opts = offload::open(
+                shared,
+                move |config| plan.open(config, &k),
+                |o| &mut o.storage,
+            )
+            .await?;
             // Prune of one name takes its lock (fails fast as `locked` while a backup of it
             // runs); a prune of every name in a container takes none (see `lock_scopes`).
             let locks = match scopes {
@@ -146,7 +163,14 @@ async fn run(
             Ok(succeeded(to_json(&r), 0, 0, 0))
         }
         TaskSpec::Verify(s) => {
-            let opts = resolve::verify::resolve(s, config, &Origin::Task)?.open(config, &cancel)?;
+            let plan = resolve::verify::resolve(s, config, &Origin::Task)?;
+            let k = cancel.clone();
+            let opts = offload::open(
+                shared,
+                move |config| plan.open(config, &k),
+                |o| &mut o.storage,
+            )
+            .await?;
             let r = blocking(move || verify::verify(&opts, &token)).await?;
             if !r.sound {
                 return Err(Error::integrity(format!(
@@ -159,8 +183,9 @@ async fn run(
         }
         TaskSpec::List(s) => {
             let plan = resolve::list::resolve(s, config, &Origin::Task)?;
-            let storage = plan.open(config, &cancel)?;
-            let (name, host) = (plan.backup_name, plan.hostname);
+            let (name, host) = (plan.backup_name.clone(), plan.hostname.clone());
+            let k = cancel.clone();
+            let storage = offload::open(shared, move |config| plan.open(config, &k), |s| s).await?;
             let (rows, _damaged) =
                 blocking(move || crate::list::list(&*storage, name.as_deref(), host.as_deref()))
                     .await?;
@@ -224,11 +249,12 @@ async fn locked<T: Send + 'static>(
         return blocking(f).await;
     };
     let lost = Arc::new(AtomicBool::new(false));
+    let release = ReleaseOnDrop::new(locks.clone());
     let renewer = {
         let (locks, lost, cancel, shared) = (locks.clone(), lost.clone(), cancel, shared.clone());
         let every = Duration::from_millis(shared.daemon.heartbeat_interval_ms.max(100));
         let ttl = Duration::from_millis(shared.daemon.lease_ttl_ms);
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut last_ok = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
@@ -247,11 +273,12 @@ async fn locked<T: Send + 'static>(
             shared.metrics.locks_lost.inc();
             lost.store(true, Ordering::SeqCst);
             cancel.cancel();
-        })
+        }))
     };
+    super::unwind::inject(&locks);
     let r = blocking(f).await;
-    renewer.abort();
-    locks.release().await;
+    drop(renewer);
+    release.release().await;
     if lost.load(Ordering::SeqCst) {
         return Err(Error::locked(
             "the writer lock was lost while the task ran; the task was aborted",

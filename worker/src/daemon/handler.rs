@@ -18,6 +18,7 @@
 use super::executor;
 use super::session::{self, Gate};
 use super::state::{Claim, Lease};
+use super::unwind::{self, AbortOnDrop};
 use super::{Running, Shared};
 use crate::progress::Counters;
 use freezer_contracts::{
@@ -203,15 +204,19 @@ async fn run_task(
         .unwrap()
         .insert(id.clone(), running.clone());
     shared.metrics.in_flight.inc();
-    execute(
+    let run = execute(
         &shared,
         &queue,
         &delivery.data,
         &task,
         &running,
         reservation,
-    )
-    .await;
+    );
+    if let Err(message) = unwind::caught(run).await {
+        tracing::error!(%message, "the task panicked: failing it");
+        shared.metrics.task_done(task.kind().as_str(), "failed");
+        finish(&shared, &task, &lease, unwind::failed(&message)).await;
+    }
     shared.metrics.in_flight.dec();
     shared.running.lock().unwrap().remove(&id);
 }
@@ -248,7 +253,7 @@ async fn execute(
             }
             Readiness::NotYet(d) => {
                 reservation.defer();
-                if wait_or_stop(shared, d).await {
+                if shared.sleep_or_stop(d).await {
                     return abandon(shared, queue, body, task, lease).await;
                 }
             }
@@ -294,13 +299,13 @@ async fn execute(
         tracing::warn!(error = %e, "cannot publish the started event");
     }
     let clock = Instant::now();
-    let reporter = tokio::spawn(report_progress(
+    let reporter = AbortOnDrop(tokio::spawn(report_progress(
         shared.clone(),
         task.clone(),
         running.counters.clone(),
-    ));
+    )));
     let outcome = executor::execute(shared, &task.spec, running, rerun).await;
-    reporter.abort();
+    drop(reporter);
     drop(permit);
     if running.lease_lost.load(Ordering::SeqCst) {
         tracing::warn!("task lease lost while running: leaving the task to its new holder");
@@ -373,14 +378,6 @@ async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<
             tracing::debug!(error = %e, "progress event skipped");
         }
         last = Some(status);
-    }
-}
-
-/// Sleeps `d`; true when the worker started stopping meanwhile.
-pub(super) async fn wait_or_stop(shared: &Shared, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = shared.stopping.cancelled() => true,
     }
 }
 

@@ -13,6 +13,10 @@
 //! [`handler`] for the reasoning and [`heartbeat`] for the re-run bound (lease TTL + one
 //! interval: 20 s with the defaults). Writer locks with fencing: [`lock`].
 //!
+//! Storages are opened, used and dropped on the blocking pool ([`offload`]): the S3 and SSH
+//! clients block on runtimes of their own. A panic inside a task fails the task (class
+//! permanent, with the panic message) and releases what it held ([`unwind`]).
+//!
 //! Sessions ([`session`]): a task that carries a session (id, tag, members, hold-off, policy) is
 //! a member of a group of nodes acting together. Once it holds an execution slot it joins the
 //! session's barrier in Redis and waits, its lease renewed like a running task's, until every
@@ -61,8 +65,10 @@ pub mod heartbeat;
 pub mod intake;
 pub mod lock;
 pub mod metrics;
+pub mod offload;
 pub mod session;
 pub mod state;
+pub mod unwind;
 
 use crate::config::{DaemonSection, WorkerConfig};
 use crate::error::{Error, Result};
@@ -108,6 +114,17 @@ pub struct Shared {
     pub runs: CancellationToken,
     /// The handlers of deliveries: shutdown waits for it to empty.
     pub tasks: TaskTracker,
+}
+
+impl Shared {
+    /// Sleeps `d`; true when the worker started stopping meanwhile (the handlers' deferral wait
+    /// and the session barrier's poll both stop early on shutdown).
+    pub(super) async fn sleep_or_stop(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => false,
+            _ = self.stopping.cancelled() => true,
+        }
+    }
 }
 
 /// A task this worker holds.

@@ -74,7 +74,6 @@
 //! Every change is one Lua script ([`redis::Script`]), so a join, the decision and a result are
 //! each atomic.
 
-use super::handler::wait_or_stop;
 use super::{Running, Shared};
 use crate::error::Error;
 use freezer_contracts::{EventStatus, Session, SessionPolicy, TaskEnvelope};
@@ -540,7 +539,7 @@ pub async fn gather(
         // and Redis tells no one (keyspace notifications are off by default), so a member reads
         // it again every POLL_INTERVAL, or at once when the worker stops or the lease is lost.
         let stopping = tokio::select! {
-            stopping = wait_or_stop(shared, POLL_INTERVAL) => stopping,
+            stopping = shared.sleep_or_stop(POLL_INTERVAL) => stopping,
             _ = running.cancel.cancelled() => shared.stopping.is_cancelled(),
         };
         let lost = running.lease_lost.load(Ordering::SeqCst);
