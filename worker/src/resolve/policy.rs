@@ -154,12 +154,9 @@ pub fn check_container(
             return Err(refuse(format!("storage {name:?} is not configured")));
         };
         let (own, inside) = match entry {
-            StorageEntry::Local(e) => (
-                e.container.as_deref(),
-                local_inside as fn(&str, &str) -> std::result::Result<bool, String>,
-            ),
-            StorageEntry::S3(e) => (e.container.as_deref(), s3_inside as _),
-            StorageEntry::Ssh(e) => (e.container.as_deref(), ssh_inside as _),
+            StorageEntry::Local(e) => (e.container.as_deref(), local_inside as Inside),
+            StorageEntry::S3(e) => (e.container.as_deref(), s3_inside as Inside),
+            StorageEntry::Ssh(e) => (e.container.as_deref(), ssh_inside as Inside),
         };
         let Some(own) = own.filter(|c| !c.trim().is_empty()) else {
             return Err(refuse(format!(
@@ -179,6 +176,9 @@ pub fn check_container(
     }
     Ok(())
 }
+
+/// Whether a task's container lies in a storage's configured one (an error says why neither).
+type Inside = fn(&str, &str) -> std::result::Result<bool, String>;
 
 /// A local container: a directory under the configured one, symlinks resolved.
 fn local_inside(given: &str, own: &str) -> std::result::Result<bool, String> {
