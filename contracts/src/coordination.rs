@@ -92,8 +92,23 @@ pub fn task_key(task_id: &TaskId) -> String {
 /// (ARCHITECTURE.md §5's `<storage>/<host>_<name>`, where the storage's place includes the container, as
 /// the storage layout of ARCHITECTURE.md §2 does). `storage` is the storage's name in the workers'
 /// configuration, which must designate the same place on every worker.
+///
+/// The container is written canonically ([`canonical_container`]), so `a/b`, `a/b/`, `a//b` and
+/// `a/./b`, which name the same objects, take the same lock.
 pub fn lock_scope(storage: &str, container: &str, hostname: &str, backup_name: &str) -> String {
+    let container = canonical_container(container);
     format!("{storage}/{container}/{hostname}_{backup_name}")
+}
+
+/// `container` with empty and `.` path segments dropped, keeping a leading `/` (an absolute
+/// directory stays absolute): the one spelling of a place that several spellings name.
+pub fn canonical_container(container: &str) -> String {
+    let segments: Vec<&str> = container
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    let root = if container.starts_with('/') { "/" } else { "" };
+    format!("{root}{}", segments.join("/"))
 }
 
 /// `freezer:lock:<scope>`: the writer lock of a backup name (see [`lock_scope`]), held by backup
@@ -135,6 +150,22 @@ mod tests {
         assert_eq!(
             task_key(&id),
             "freezer:task:01936a3e-7c1b-7000-8000-000000000001"
+        );
+        for spelling in [
+            "backups/prod",
+            "backups/prod/",
+            "backups//prod",
+            "backups/./prod",
+        ] {
+            assert_eq!(
+                lock_scope("s3-main", spelling, "web1", "etc"),
+                "s3-main/backups/prod/web1_etc",
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            lock_scope("nfs", "/srv//backups/", "web1", "etc"),
+            "nfs//srv/backups/web1_etc"
         );
         let scope = lock_scope("s3-main", "backups/prod", "web1", "etc");
         assert_eq!(scope, "s3-main/backups/prod/web1_etc");

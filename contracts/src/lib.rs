@@ -56,7 +56,8 @@ pub mod topology;
 pub mod utc;
 
 pub use coordination::{
-    fence_key, lock_key, lock_scope, session_key, task_key, worker_key, TaskState, KEY_PREFIX,
+    canonical_container, fence_key, lock_key, lock_scope, session_key, task_key, worker_key,
+    TaskState, KEY_PREFIX,
 };
 pub use error::ContractError;
 pub use event::{ErrorClass, Event, EventStatus};

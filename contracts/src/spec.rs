@@ -511,12 +511,19 @@ pub struct ListSpec {
 /// touches no storage, so timing noop tasks measures the fleet's own overhead (the benchmark of
 /// issue #5), and it lets tests exercise the fleet without backups.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct NoopSpec {
-    /// Milliseconds to wait before succeeding (default 0; at most a day), for tests of a long task:
-    /// heartbeats, consumer timeouts, a worker killed mid-task. Not a CLI option.
+    /// Milliseconds to wait before succeeding (default 0; at most a day).
+    ///
+    /// For tests of a long task: heartbeats, consumer timeouts, a worker killed mid-task. An option
+    /// of `freezer-dispatcher publish noop`; the worker's CLI has no noop command.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(max = MAX_NOOP_SLEEP_MS))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = 0, hide_default_value = true)
+    )]
     pub sleep_ms: u64,
 }
 

@@ -6,8 +6,8 @@
 //! `message: cause`, the line `freezer-dispatcher` prints (`freezer-dispatcher: redis: connection
 //! refused`).
 //!
-//! Exit codes: 2 for what the user must fix (the command line, a setting, a task the contracts
-//! refuse), 130 for an interrupted wait, 1 for everything else.
+//! Exit codes: 2 for what the user must fix (the command line, a setting, a job file, a task the
+//! contracts refuse), 130 for an interrupted wait, 1 for everything else.
 
 use freezer_contracts::ContractError;
 use freezer_fleet::amqp::ConnectError;
@@ -34,6 +34,9 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// A job file that cannot be loaded: its syntax, a job, a field (exit 2).
+    #[error(transparent)]
+    JobFile(#[from] crate::jobs::JobFileError),
     /// A task or a name the contracts refuse (exit 2).
     #[error(transparent)]
     Contract(#[from] ContractError),
@@ -128,7 +131,7 @@ impl Error {
     /// The exit code of a command that failed with this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Setting { .. } | Error::Contract(_) => 2,
+            Error::Usage(_) | Error::Setting { .. } | Error::JobFile(_) | Error::Contract(_) => 2,
             Error::Interrupted(_) => 130,
             Error::NotFound(_)
             | Error::Redis { .. }

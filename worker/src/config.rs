@@ -157,6 +157,41 @@ pub struct DaemonSection {
     pub hostname: Option<String>,
 }
 
+/// Most execution slots a worker may have: each slot may run an engine with its own threads and
+/// transfer queue, so more than this on one node is a typo, not a plan.
+pub const MAX_CONCURRENCY: usize = 256;
+
+/// Shortest heartbeat interval, in milliseconds: renewals more frequent than this only load Redis.
+pub const MIN_HEARTBEAT_MS: u64 = 100;
+
+impl DaemonSection {
+    /// Refuses timings and sizes that would break the daemon's guarantees: a lease must outlive
+    /// at least one missed renewal (`lease_ttl_ms >= 2 * heartbeat_interval_ms`), or a worker
+    /// that is merely slow to renew loses every lease and its tasks run twice elsewhere.
+    pub fn check(&self) -> Result<(), String> {
+        if self.heartbeat_interval_ms < MIN_HEARTBEAT_MS {
+            return Err(format!(
+                "daemon.heartbeat_interval_ms {} is below the minimum {MIN_HEARTBEAT_MS}",
+                self.heartbeat_interval_ms
+            ));
+        }
+        if self.lease_ttl_ms < self.heartbeat_interval_ms.saturating_mul(2) {
+            return Err(format!(
+                "daemon.lease_ttl_ms {} must be at least twice daemon.heartbeat_interval_ms {} \
+                 (a lease must outlive one missed renewal)",
+                self.lease_ttl_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(format!(
+                "daemon.concurrency {} must be between 1 and {MAX_CONCURRENCY}",
+                self.concurrency
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_amqp_url() -> String {
     "amqp://guest:guest@127.0.0.1:5672/%2f".into()
 }
@@ -198,6 +233,18 @@ pub enum StorageEntry {
     S3(S3Entry),
     /// A directory on a remote host, over SFTP.
     Ssh(SshEntry),
+}
+
+impl StorageEntry {
+    /// The container configured for this storage, if any: where a request that names none
+    /// writes (used for the writer-lock scope).
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            StorageEntry::Local(e) => e.container.as_deref(),
+            StorageEntry::S3(e) => e.container.as_deref(),
+            StorageEntry::Ssh(e) => e.container.as_deref(),
+        }
+    }
 }
 
 /// Settings of a local storage.
@@ -432,6 +479,7 @@ mod tests {
         assert_eq!((d.heartbeat_interval_ms, d.lease_ttl_ms), (5_000, 15_000));
         assert!(d.amqp_url.starts_with("amqp://") && d.redis_url.starts_with("redis://"));
         assert!(WorkerConfig::parse("[daemon]\nnode = \"a\"\nconcurency = 3\n", "t").is_err());
+        assert_eq!(d.check(), Ok(()));
         assert!(WorkerConfig::parse("[daemon]\npools = []\n", "t").is_err());
     }
 
@@ -455,5 +503,24 @@ mod tests {
         assert!(c.is_ok() || Path::new(DEFAULT_PATH).exists());
         let e = WorkerConfig::load(Some(Path::new("/nonexistent/w.toml"))).unwrap_err();
         assert!(e.message.contains("/nonexistent/w.toml"), "{e}");
+    }
+
+    #[test]
+    fn daemon_timings_that_break_the_lease_are_refused() {
+        let daemon = |extra: &str| {
+            WorkerConfig::parse(&format!("[daemon]\nnode = \"a\"\n{extra}"), "t")
+                .unwrap()
+                .daemon
+                .unwrap()
+        };
+        let e = daemon("heartbeat_interval_ms = 5000\nlease_ttl_ms = 5000\n").check();
+        assert!(e.unwrap_err().contains("at least twice"));
+        assert!(daemon("heartbeat_interval_ms = 50\n").check().is_err());
+        assert!(daemon("concurrency = 0\n").check().is_err());
+        assert!(daemon("concurrency = 257\n").check().is_err());
+        assert_eq!(
+            daemon("heartbeat_interval_ms = 500\nlease_ttl_ms = 3000\n").check(),
+            Ok(())
+        );
     }
 }

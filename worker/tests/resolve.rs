@@ -604,3 +604,46 @@ fn tasks_in_policy_resolve() {
     };
     resolve::list::resolve(&s, &c, &Origin::Task).unwrap();
 }
+
+/// The writer lock of a backup name is one lock whatever spelling of its place a task uses: an
+/// omitted container (the storage's own), that container written out, or written with a trailing
+/// or doubled slash (issue 12: these used to take different locks on the same objects).
+#[test]
+fn every_spelling_of_a_place_takes_the_same_writer_lock() {
+    let c = config();
+    let backup_scopes = |container: &str| {
+        let TaskSpec::Backup(s) = task(
+            TaskKind::Backup,
+            json!({
+                "path_to_backup": "/data", "backup_name": "db", "storage": ["main"],
+                "container": container,
+            }),
+        ) else {
+            unreachable!()
+        };
+        resolve::backup::resolve(&s, &c, &Origin::Task)
+            .unwrap()
+            .lock_scopes()
+    };
+    let expected = vec!["main//srv/backups/daemon-host_db".to_string()];
+    for spelling in [
+        "",
+        "/srv/backups",
+        "/srv/backups/",
+        "/srv//backups",
+        "/srv/./backups",
+    ] {
+        assert_eq!(backup_scopes(spelling), expected, "container {spelling:?}");
+    }
+    // A prune of the same name takes the same lock as the backup.
+    let TaskSpec::Prune(s) = task(
+        TaskKind::Prune,
+        json!({ "backup_name": "db", "storage": ["main"], "keep_last": 1 }),
+    ) else {
+        unreachable!()
+    };
+    let prune = resolve::prune::resolve(&s, &c, &Origin::Task).unwrap();
+    assert_eq!(prune.lock_scopes(), Some(expected));
+    // Another place is another lock.
+    assert_ne!(backup_scopes("/srv/backups/other"), backup_scopes(""));
+}

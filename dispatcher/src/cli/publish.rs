@@ -6,7 +6,7 @@
 //! out, 130 on Ctrl-C.
 
 use super::parse_duration;
-use super::spec::{Kind, SpecArgs};
+use super::spec::KindCommand;
 use clap::Args;
 use freezer_contracts::{node_queue, pool_queue, Event, EventStatus, TaskEnvelope};
 use freezer_dispatcher::bus::Bus;
@@ -18,55 +18,41 @@ use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 
-/// `publish` options.
+/// `publish` options: a kind with its options, or `--job`; the waiting options go with either.
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("target").args(["node", "pool"])))]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
 pub struct PublishArgs {
-    /// What to run.
-    #[arg(value_enum, required_unless_present = "job")]
-    pub kind: Option<Kind>,
+    /// What to run, where, and its options.
+    #[command(subcommand)]
+    pub kind: Option<KindCommand>,
     /// Instead of one task: one run of this job of the job files, now, by the leading
     /// dispatcher (with its actions, retries and session).
-    #[arg(long, conflicts_with_all = ["kind", "node", "pool"])]
+    #[arg(long)]
     pub job: Option<String>,
-    /// Run on this node (its queue `freezer.node.<node>`).
-    #[arg(long, required_unless_present_any = ["pool", "job"])]
-    pub node: Option<String>,
-    /// Run on any worker of this pool (`freezer.pool.<pool>`).
-    #[arg(long)]
-    pub pool: Option<String>,
-    /// The task expires (is reported expired instead of run) if not started within this
-    /// (e.g. 30s, 15m, 1h, 2d).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
-    pub expires_in: Duration,
-    /// Job id recorded with the task.
-    #[arg(long, default_value = "manual")]
-    pub job_id: String,
     /// Wait for the task's outcome and exit with its exit code.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub wait: bool,
     /// With --wait: give up after this long (exit 1; the task may still run).
-    #[arg(long, value_parser = parse_duration, requires = "wait")]
+    #[arg(long, global = true, value_parser = parse_duration, requires = "wait")]
     pub timeout: Option<Duration>,
     /// Print JSON on stdout.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
-    /// The task's options.
-    #[command(flatten)]
-    pub spec: SpecArgs,
 }
 
 /// Runs `publish`; the exit code.
 pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Error> {
-    let kind = match (&args.job, args.kind) {
-        (Some(job), _) => {
+    let kind = match (&args.job, &args.kind) {
+        (Some(job), None) => {
             return super::job_run::run(cfg, job, args.wait, args.timeout, args.json).await
         }
         (None, Some(kind)) => kind,
+        (Some(_), Some(_)) => return Err(Error::usage("--job takes no KIND")),
         (None, None) => return Err(Error::usage("publish needs a KIND or --job")),
     };
-    let spec = args.spec.to_spec(kind)?;
-    let queue = match (&args.node, &args.pool) {
+    let spec = kind.to_spec()?;
+    let target = kind.target();
+    let queue = match (&target.node, &target.pool) {
         (Some(n), _) => {
             freezer_contracts::check_ident("--node", n)?;
             node_queue(n)
@@ -80,8 +66,8 @@ pub async fn run(cfg: &DispatcherSection, args: &PublishArgs) -> Result<i32, Err
     let now = freezer_fleet::clock::now();
     let id = freezer_dispatcher::new_task_id();
     let run_id = format!("manual.{}", id.unix_ms());
-    let mut task = TaskEnvelope::new(id, &args.job_id, run_id, spec);
-    task.expires_at = Some(freezer_dispatcher::add(now, args.expires_in));
+    let mut task = TaskEnvelope::new(id, &target.job_id, run_id, spec);
+    task.expires_at = Some(freezer_dispatcher::add(now, target.expires_in));
     task.validate()?;
 
     let mut redis = runs::redis(&cfg.redis_url)?;

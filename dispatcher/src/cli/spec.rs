@@ -1,217 +1,191 @@
-//! The task options of `publish`, with the worker CLI's names (`--path-to-backup`, ...), turned
-//! into a [`TaskSpec`] through the contracts' own reader: an option that the kind does not take is
-//! refused with its name, exactly as a worker would refuse the task.
+//! The kinds of `publish`: one subcommand per kind, each parsing straight into the contracts' spec
+//! type of that kind (the types `freezer-worker`'s own subcommands parse into), so the dispatcher
+//! keeps no copy of the option list and an option the kind does not take is a usage error (exit 2).
+//!
+//! The spec types read some options from `FREEZER_*` environment variables for the worker's command
+//! line (the worker's own settings). A task is an instruction to another machine, so `publish` reads
+//! its values from its command line only: [`NoEnv`] drops those variables from the options.
 
-use clap::{Args, ValueEnum};
-use freezer_contracts::{TaskKind, TaskSpec};
+use super::parse_duration;
+use clap::{ArgMatches, Args, Command, FromArgMatches, Subcommand};
+use freezer_contracts::{
+    BackupSpec, ListSpec, NoopSpec, PruneSpec, RestoreSpec, TaskSpec, VerifySpec,
+};
 use freezer_dispatcher::Error;
-use serde_json::{Map, Value};
+use std::time::Duration;
 
-/// The kinds `publish` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
-    /// Write a backup.
-    Backup,
-    /// Restore a backup.
-    Restore,
-    /// Apply retention.
-    Prune,
-    /// Check stored backups.
-    Verify,
-    /// List backups.
-    List,
+/// `publish KIND`: the kind, where the task goes and its options.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KindCommand {
+    /// Write a backup (the options of `freezer-worker backup`).
+    Backup {
+        /// Where the task goes.
+        #[command(flatten)]
+        target: Target,
+        /// The backup's options.
+        #[command(flatten)]
+        spec: NoEnv<BackupSpec>,
+        /// The worker's hooks to run around it.
+        #[command(flatten)]
+        hooks: Hooks,
+    },
+    /// Restore a backup (the options of `freezer-worker restore`).
+    Restore {
+        /// Where the task goes.
+        #[command(flatten)]
+        target: Target,
+        /// The restore's options.
+        #[command(flatten)]
+        spec: NoEnv<RestoreSpec>,
+        /// The worker's hooks to run around it.
+        #[command(flatten)]
+        hooks: Hooks,
+    },
+    /// Apply retention (the options of `freezer-worker prune`).
+    Prune {
+        /// Where the task goes.
+        #[command(flatten)]
+        target: Target,
+        /// The prune's options.
+        #[command(flatten)]
+        spec: NoEnv<PruneSpec>,
+    },
+    /// Check stored backups (the options of `freezer-worker verify`).
+    Verify {
+        /// Where the task goes.
+        #[command(flatten)]
+        target: Target,
+        /// The verification's options.
+        #[command(flatten)]
+        spec: NoEnv<VerifySpec>,
+    },
+    /// List backups (the options of `freezer-worker list`).
+    List {
+        /// Where the task goes.
+        #[command(flatten)]
+        target: Target,
+        /// The listing's options.
+        #[command(flatten)]
+        spec: NoEnv<ListSpec>,
+    },
     /// Do nothing (fleet overhead, tests).
-    Noop,
+    Noop {
+        /// Where the task goes.
+        #[command(flatten)]
+        target: Target,
+        /// How long to sleep.
+        #[command(flatten)]
+        spec: NoEnv<NoopSpec>,
+    },
 }
 
-impl Kind {
-    /// The contracts' kind.
-    pub fn task_kind(self) -> TaskKind {
+/// Where a published task goes and how long it may wait there: the options of every kind.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").args(["node", "pool"]).required(true)))]
+pub struct Target {
+    /// Run on this node (its queue `freezer.node.<node>`).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Run on any worker of this pool (`freezer.pool.<pool>`).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The task expires (is reported expired instead of run) if not started within this
+    /// (e.g. 30s, 15m, 1h, 2d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub expires_in: Duration,
+    /// Job id recorded with the task.
+    #[arg(long, default_value = "manual")]
+    pub job_id: String,
+}
+
+/// `--hook`: names of hooks in the worker's configuration. A task field that is no option of the
+/// worker's command line (a command line runs its hooks itself), so `publish` declares it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Hooks {
+    /// Hook name from the worker's configuration (repeatable), run around the task in order.
+    #[arg(long = "hook", help_heading = TASK_OPTIONS)]
+    pub hooks: Vec<String>,
+}
+
+impl KindCommand {
+    /// Where the task goes.
+    pub fn target(&self) -> &Target {
         match self {
-            Kind::Backup => TaskKind::Backup,
-            Kind::Restore => TaskKind::Restore,
-            Kind::Prune => TaskKind::Prune,
-            Kind::Verify => TaskKind::Verify,
-            Kind::List => TaskKind::List,
-            Kind::Noop => TaskKind::Noop,
+            KindCommand::Backup { target, .. }
+            | KindCommand::Restore { target, .. }
+            | KindCommand::Prune { target, .. }
+            | KindCommand::Verify { target, .. }
+            | KindCommand::List { target, .. }
+            | KindCommand::Noop { target, .. } => target,
         }
     }
-}
 
-/// Every spec option; each kind takes its own subset (see `freezer-worker <kind> --help`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct SpecArgs {
-    /// Directory or file to back up (absolute, on the worker's machine).
-    #[arg(long, help_heading = "Task options")]
-    pub path_to_backup: Option<String>,
-    /// Backup name.
-    #[arg(long, help_heading = "Task options")]
-    pub backup_name: Option<String>,
-    /// Container within each storage.
-    #[arg(long, help_heading = "Task options")]
-    pub container: Option<String>,
-    /// Storage name from the worker's configuration (repeatable).
-    #[arg(long, help_heading = "Task options")]
-    pub storage: Vec<String>,
-    /// Host part of the storage key.
-    #[arg(long, help_heading = "Task options")]
-    pub hostname: Option<String>,
-    /// zstd, gzip, bzip2, xz or none.
-    #[arg(long, help_heading = "Task options")]
-    pub compression: Option<String>,
-    /// Codec level.
-    #[arg(long, help_heading = "Task options")]
-    pub compression_level: Option<i32>,
-    /// Name of an encryption key in the worker's configuration (never the key itself).
-    #[arg(long, help_heading = "Task options")]
-    pub encrypt_key: Option<String>,
-    /// Incremental levels 0..N, then a new chain.
-    #[arg(long, help_heading = "Task options")]
-    pub max_level: Option<u32>,
-    /// After level N, every backup is level N.
-    #[arg(long, help_heading = "Task options")]
-    pub always_level: Option<u32>,
-    /// New chain once level 0 is older than DAYS.
-    #[arg(long, help_heading = "Task options")]
-    pub restart_always_level: Option<f64>,
-    /// Always a full backup.
-    #[arg(long, help_heading = "Task options")]
-    pub no_incremental: bool,
-    /// Largest stored segment (e.g. 2M).
-    #[arg(long, help_heading = "Task options")]
-    pub max_segment_size: Option<String>,
-    /// Glob of entries to leave out (repeatable).
-    #[arg(long, help_heading = "Task options")]
-    pub exclude: Vec<String>,
-    /// none, soft, hard or all.
-    #[arg(long, help_heading = "Task options")]
-    pub dereference_symlink: Option<String>,
-    /// Do everything but write or delete.
-    #[arg(long, help_heading = "Task options")]
-    pub dry_run: bool,
-    /// Bytes per second written to storage (e.g. 10M).
-    #[arg(long, help_heading = "Task options")]
-    pub upload_limit: Option<String>,
-    /// Bytes per second read from storage.
-    #[arg(long, help_heading = "Task options")]
-    pub download_limit: Option<String>,
-    /// Segments in flight between the engine's stages.
-    #[arg(long, help_heading = "Task options")]
-    pub queue_size: Option<u32>,
-    /// Hook name from the worker's configuration (repeatable).
-    #[arg(long = "hook", help_heading = "Task options")]
-    pub hooks: Vec<String>,
-    /// Directory to restore into (absolute).
-    #[arg(long, help_heading = "Task options")]
-    pub restore_abs_path: Option<String>,
-    /// Newest backup at or before this time (YYYY-MM-DDThh:mm:ss, UTC).
-    #[arg(long, help_heading = "Task options")]
-    pub restore_from_date: Option<String>,
-    /// Restore into a non-empty directory.
-    #[arg(long, help_heading = "Task options")]
-    pub overwrite: bool,
-    /// Delete backups older than DAYS.
-    #[arg(long, help_heading = "Task options")]
-    pub remove_older_than: Option<f64>,
-    /// Delete backups taken before this time.
-    #[arg(long, help_heading = "Task options")]
-    pub remove_from_date: Option<String>,
-    /// Keep the N newest backups.
-    #[arg(long, help_heading = "Task options")]
-    pub keep_last: Option<u32>,
-    /// Keep one backup for each of the last N hours.
-    #[arg(long, help_heading = "Task options")]
-    pub keep_hourly: Option<u32>,
-    /// ... days.
-    #[arg(long, help_heading = "Task options")]
-    pub keep_daily: Option<u32>,
-    /// ... weeks.
-    #[arg(long, help_heading = "Task options")]
-    pub keep_weekly: Option<u32>,
-    /// ... months.
-    #[arg(long, help_heading = "Task options")]
-    pub keep_monthly: Option<u32>,
-    /// ... years.
-    #[arg(long, help_heading = "Task options")]
-    pub keep_yearly: Option<u32>,
-    /// Leave debris of interrupted backups alone until it is this old.
-    #[arg(long, help_heading = "Task options")]
-    pub debris_grace_hours: Option<f64>,
-    /// Read every segment.
-    #[arg(long, help_heading = "Task options")]
-    pub read_data: bool,
-    /// Read this percentage of segments.
-    #[arg(long, help_heading = "Task options")]
-    pub read_data_subset: Option<f64>,
-    /// Compare the backup with this live tree.
-    #[arg(long, help_heading = "Task options")]
-    pub compare_to: Option<String>,
-    /// noop: milliseconds to sleep before succeeding.
-    #[arg(long, help_heading = "Task options")]
-    pub sleep_ms: Option<u64>,
-}
-
-impl SpecArgs {
-    /// The spec of `kind` from the options given; the error names the offending field.
-    pub fn to_spec(&self, kind: Kind) -> Result<TaskSpec, Error> {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                m.insert(k.into(), v);
-            }
+    /// The task's spec, checked with the contracts' rules for a task; the error names the
+    /// offending option (`--storage`, not `spec.storage`).
+    pub fn to_spec(&self) -> Result<TaskSpec, Error> {
+        let spec = match self {
+            KindCommand::Backup { spec, hooks, .. } => TaskSpec::Backup(BackupSpec {
+                hooks: hooks.hooks.clone(),
+                ..spec.0.clone()
+            }),
+            KindCommand::Restore { spec, hooks, .. } => TaskSpec::Restore(RestoreSpec {
+                hooks: hooks.hooks.clone(),
+                ..spec.0.clone()
+            }),
+            KindCommand::Prune { spec, .. } => TaskSpec::Prune(spec.0.clone()),
+            KindCommand::Verify { spec, .. } => TaskSpec::Verify(spec.0.clone()),
+            KindCommand::List { spec, .. } => TaskSpec::List(spec.0.clone()),
+            KindCommand::Noop { spec, .. } => TaskSpec::Noop(spec.0.clone()),
         };
-        let s = |v: &Option<String>| v.clone().map(Value::from);
-        let list = |v: &Vec<String>| (!v.is_empty()).then(|| Value::from(v.clone()));
-        let flag = |b: bool| b.then_some(Value::Bool(true));
-        put("path_to_backup", s(&self.path_to_backup));
-        put("backup_name", s(&self.backup_name));
-        put("container", s(&self.container));
-        put("storage", list(&self.storage));
-        put("hostname", s(&self.hostname));
-        put("compression", s(&self.compression));
-        put("compression_level", self.compression_level.map(Value::from));
-        put("encrypt_key", s(&self.encrypt_key));
-        put("max_level", self.max_level.map(Value::from));
-        put("always_level", self.always_level.map(Value::from));
-        put(
-            "restart_always_level",
-            self.restart_always_level.map(Value::from),
-        );
-        put("no_incremental", flag(self.no_incremental));
-        put("max_segment_size", s(&self.max_segment_size));
-        put("exclude", list(&self.exclude));
-        put("dereference_symlink", s(&self.dereference_symlink));
-        put("dry_run", flag(self.dry_run));
-        put("upload_limit", s(&self.upload_limit));
-        put("download_limit", s(&self.download_limit));
-        put("queue_size", self.queue_size.map(Value::from));
-        put("hooks", list(&self.hooks));
-        put("restore_abs_path", s(&self.restore_abs_path));
-        put("restore_from_date", s(&self.restore_from_date));
-        put("overwrite", flag(self.overwrite));
-        put("remove_older_than", self.remove_older_than.map(Value::from));
-        put("remove_from_date", s(&self.remove_from_date));
-        put("keep_last", self.keep_last.map(Value::from));
-        put("keep_hourly", self.keep_hourly.map(Value::from));
-        put("keep_daily", self.keep_daily.map(Value::from));
-        put("keep_weekly", self.keep_weekly.map(Value::from));
-        put("keep_monthly", self.keep_monthly.map(Value::from));
-        put("keep_yearly", self.keep_yearly.map(Value::from));
-        put(
-            "debris_grace_hours",
-            self.debris_grace_hours.map(Value::from),
-        );
-        put("read_data", flag(self.read_data));
-        put("read_data_subset", self.read_data_subset.map(Value::from));
-        put("compare_to", s(&self.compare_to));
-        put("sleep_ms", self.sleep_ms.map(Value::from));
-        let usage =
-            |e: freezer_contracts::ContractError| Error::usage(option_names(&e.to_string()));
-        let spec = TaskSpec::from_parts(kind.task_kind(), Value::Object(m)).map_err(usage)?;
-        spec.validate().map_err(usage)?;
+        spec.validate()
+            .map_err(|e| Error::usage(option_names(&e.to_string())))?;
         Ok(spec)
     }
 }
+
+/// Options `S` read from the command line only: the `env = "FREEZER_*"` sources the spec types
+/// declare for the worker's command line are removed, so an operator's environment never slips
+/// into a published task.
+#[derive(Debug, Clone)]
+pub struct NoEnv<S>(pub S);
+
+impl<S: FromArgMatches> FromArgMatches for NoEnv<S> {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        S::from_arg_matches(m).map(NoEnv)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
+}
+
+impl<S: Args> Args for NoEnv<S> {
+    fn augment_args(cmd: Command) -> Command {
+        without_env::<S>(S::augment_args(cmd))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        without_env::<S>(S::augment_args_for_update(cmd))
+    }
+
+    fn group_id() -> Option<clap::Id> {
+        S::group_id()
+    }
+}
+
+/// `cmd` with the environment sources of `S`'s options (and of no other) removed, and those
+/// options listed under their own heading in `--help`.
+fn without_env<S: Args>(cmd: Command) -> Command {
+    let own = S::augment_args(Command::new("spec"));
+    own.get_arguments()
+        .map(|a| a.get_id().clone())
+        .fold(cmd, |cmd, id| {
+            cmd.mut_arg(id, |a| a.env(None).help_heading(TASK_OPTIONS))
+        })
+}
+
+/// The `--help` heading of a kind's own options.
+const TASK_OPTIONS: &str = "Task options";
 
 /// Rewrites `spec.path_to_backup`-style field paths in a contracts error as `--path-to-backup`.
 fn option_names(msg: &str) -> String {
@@ -234,24 +208,105 @@ fn option_names(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+    use freezer_contracts::TaskKind;
+
+    /// `publish KIND ...` on its own, for the tests.
+    #[derive(Debug, Parser)]
+    struct Publish {
+        #[command(subcommand)]
+        kind: KindCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<KindCommand, clap::Error> {
+        Publish::try_parse_from(std::iter::once("publish").chain(args.iter().copied()))
+            .map(|p| p.kind)
+    }
 
     #[test]
     fn specs_are_read_with_the_contracts_rules() {
-        let a = SpecArgs {
-            path_to_backup: Some("/etc".into()),
-            backup_name: Some("etc".into()),
-            container: Some("c".into()),
-            storage: vec!["s3".into()],
-            ..Default::default()
+        let k = parse(&[
+            "backup",
+            "--node",
+            "a",
+            "--path-to-backup",
+            "/etc",
+            "--backup-name",
+            "etc",
+            "--container",
+            "c",
+            "--storage",
+            "s3",
+            "--hook",
+            "dump",
+        ])
+        .unwrap();
+        let spec = k.to_spec().unwrap();
+        assert_eq!(spec.kind(), TaskKind::Backup);
+        let TaskSpec::Backup(b) = spec else {
+            unreachable!()
         };
-        assert_eq!(a.to_spec(Kind::Backup).unwrap().kind(), TaskKind::Backup);
-        let e = a.to_spec(Kind::Noop).unwrap_err().to_string();
-        assert!(e.contains("unknown field"), "{e}");
-        let e = SpecArgs::default()
-            .to_spec(Kind::Backup)
+        assert_eq!(b.hooks, ["dump"]);
+        assert_eq!(k.target().node.as_deref(), Some("a"));
+
+        // An option of another kind, a missing required option: usage errors.
+        let e = parse(&["noop", "--node", "a", "--keep-last", "2"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--keep-last"), "{e}");
+        let e = parse(&["backup", "--node", "a", "--backup-name", "x"]).unwrap_err();
+        assert!(e.to_string().contains("--path-to-backup"), "{e}");
+        assert!(parse(&["prune", "--storage", "s"]).is_err(), "no target");
+
+        // A rule of a task: a storage is named, paths are absolute.
+        let k = parse(&["list", "--pool", "p"]).unwrap();
+        let e = k.to_spec().unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--storage"), "{e}");
+        let k = parse(&[
+            "restore",
+            "--pool",
+            "p",
+            "--backup-name",
+            "x",
+            "--storage",
+            "s",
+            "--restore-abs-path",
+            "rel",
+        ])
+        .unwrap();
+        assert!(k
+            .to_spec()
             .unwrap_err()
-            .to_string();
-        assert!(e.contains("path_to_backup"), "{e}");
+            .to_string()
+            .contains("--restore-abs-path"));
+
+        let k = parse(&["noop", "--node", "a", "--sleep-ms", "300"]).unwrap();
+        assert_eq!(
+            k.to_spec().unwrap(),
+            TaskSpec::Noop(NoopSpec { sleep_ms: 300 })
+        );
         assert_eq!(option_names("spec.keep_last: bad"), "--keep-last: bad");
+    }
+
+    #[test]
+    fn no_option_of_a_kind_reads_the_environment() {
+        use clap::CommandFactory;
+        let cmd = Publish::command();
+        let kinds: Vec<_> = cmd.get_subcommands().collect();
+        assert_eq!(kinds.len(), 6);
+        for kind in kinds {
+            for arg in kind.get_arguments() {
+                assert_eq!(
+                    arg.get_env(),
+                    None,
+                    "{} --{}",
+                    kind.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+        // The worker's CLI keeps them.
+        let worker = BackupSpec::augment_args(Command::new("backup"));
+        assert!(worker.get_arguments().any(|a| a.get_env().is_some()));
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::error::{JobFileError, ReadError};
 use super::file::parse_jobs;
 use super::model::Job;
 
@@ -72,7 +73,7 @@ impl JobSet {
 
 /// What one read of the directory found: file -> content (or why it could not be read); the
 /// directory's own error if it could not be listed.
-type DirContents = Result<BTreeMap<PathBuf, Result<String, String>>, String>;
+type DirContents = Result<BTreeMap<PathBuf, Result<String, ReadError>>, ReadError>;
 
 /// Loads `dir` once. `previous` is the set loaded before, whose jobs stand in for those of files
 /// that are now broken (see the module doc); `None` at start-up and for one-off commands.
@@ -131,11 +132,10 @@ fn log_set(set: &JobSet, previous: Option<&JobSet>) {
 
 /// Reads every `*.toml` file of `dir` (regular files, not hidden).
 fn read_dir(dir: &Path) -> DirContents {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read the jobs directory: {e}"))?;
+    let entries = std::fs::read_dir(dir)?;
     let mut files = BTreeMap::new();
     for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot read the jobs directory: {e}"))?;
+        let entry = entry?;
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -147,9 +147,9 @@ fn read_dir(dir: &Path) -> DirContents {
             Ok(m) if !m.is_file() => continue,
             Ok(_) => files.insert(
                 path.clone(),
-                std::fs::read_to_string(&path).map_err(|e| e.to_string()),
+                std::fs::read_to_string(&path).map_err(ReadError::from),
             ),
-            Err(e) => files.insert(path, Err(e.to_string())),
+            Err(e) => files.insert(path, Err(e.into())),
         };
     }
     Ok(files)
@@ -160,10 +160,10 @@ fn build(dir: &Path, contents: DirContents, previous: Option<&JobSet>) -> JobSet
     let mut set = JobSet::default();
     let files = match contents {
         Ok(files) => files,
-        Err(message) => {
+        Err(e) => {
             set.errors.push(LoadError {
                 file: dir.to_path_buf(),
-                message,
+                message: JobFileError::ReadDir(e).to_string(),
             });
             if let Some(p) = previous {
                 set.jobs = p.jobs.clone();
@@ -173,19 +173,18 @@ fn build(dir: &Path, contents: DirContents, previous: Option<&JobSet>) -> JobSet
     };
     for (path, text) in files {
         let parsed = text
-            .map_err(|e| vec![e])
+            .map_err(|e| vec![JobFileError::ReadFile(e)])
             .and_then(|t| parse_jobs(&path, &t));
         let parsed = parsed.and_then(|jobs| {
-            let dups: Vec<String> = jobs
+            let dups: Vec<JobFileError> = jobs
                 .iter()
                 .filter_map(|j| {
-                    set.jobs.get(&j.id).map(|other| {
-                        format!(
-                            "job {:?}: already defined in {}",
-                            j.id,
-                            other.file.display()
-                        )
-                    })
+                    set.jobs
+                        .get(&j.id)
+                        .map(|other| JobFileError::AlreadyDefined {
+                            id: j.id.clone(),
+                            other: other.file.clone(),
+                        })
                 })
                 .collect();
             if dups.is_empty() {
@@ -200,12 +199,11 @@ fn build(dir: &Path, contents: DirContents, previous: Option<&JobSet>) -> JobSet
                     set.jobs.insert(job.id.clone(), Arc::new(job));
                 }
             }
-            Err(messages) => {
-                set.errors
-                    .extend(messages.into_iter().map(|message| LoadError {
-                        file: path.clone(),
-                        message,
-                    }));
+            Err(errors) => {
+                set.errors.extend(errors.iter().map(|e| LoadError {
+                    file: path.clone(),
+                    message: e.to_string(),
+                }));
                 let kept = previous
                     .into_iter()
                     .flat_map(|p| p.jobs.values())

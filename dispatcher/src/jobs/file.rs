@@ -27,12 +27,13 @@
 //!
 #![doc = concat!("```toml\n", include_str!("../../jobs.example.toml"), "```")]
 
-use freezer_contracts::{check_ident, ContractError, SessionPolicy, TaskKind, TaskSpec, UtcTime};
+use freezer_contracts::{check_ident, SessionPolicy, TaskKind, TaskSpec, UtcTime};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 use toml::{Table, Value};
 
+use super::error::{FieldError, JobFileError, JobRef};
 use super::model::{Action, Job, Schedule, SessionDef, Target, When};
 use super::schedule::{parse_cron, parse_timezone};
 
@@ -46,40 +47,43 @@ pub const DEFAULT_HOLD_OFF: Duration = Duration::from_secs(60);
 pub const MAX_RETRIES: u32 = 100;
 
 /// Parses the text of one job file (`file` is recorded in each job). On failure, every problem
-/// found, one message per problem (`job "x": field: what is wrong`), without the file name.
-pub fn parse_jobs(file: &Path, text: &str) -> Result<Vec<Job>, Vec<String>> {
-    let mut table: Table = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+/// found, one per problem (`job "x": field: what is wrong`), without the file name.
+pub fn parse_jobs(file: &Path, text: &str) -> Result<Vec<Job>, Vec<JobFileError>> {
+    let mut table: Table = toml::from_str(text).map_err(|e| vec![JobFileError::from(e)])?;
     let jobs = match table.remove("job") {
         Some(Value::Array(jobs)) => jobs,
         Some(other) => {
-            return Err(vec![format!(
-                "job: expected [[job]] tables, found {}",
-                other.type_str()
-            )])
+            return Err(vec![JobFileError::NotJobTables {
+                found: other.type_str(),
+            }])
         }
         None => Vec::new(),
     };
-    let mut errors: Vec<String> = table
+    let mut errors: Vec<JobFileError> = table
         .keys()
-        .map(|k| format!("unknown top-level key {k:?} (a job file holds [[job]] tables)"))
+        .map(|k| JobFileError::UnknownTopLevelKey(k.clone()))
         .collect();
     let mut parsed = Vec::new();
     let mut ids = HashSet::new();
     for (i, job) in jobs.into_iter().enumerate() {
         let Value::Table(job) = job else {
-            errors.push(format!("job[{i}]: expected a table"));
+            errors.push(JobFileError::Job {
+                job: JobRef::Index(i),
+                error: FieldError::table("expected a table"),
+            });
             continue;
         };
         let label = match job.get("id").and_then(Value::as_str) {
-            Some(id) => format!("job {id:?}"),
-            None => format!("job[{i}]"),
+            Some(id) => JobRef::Id(id.to_string()),
+            None => JobRef::Index(i),
         };
         match parse_job(file, job) {
-            Ok(job) if !ids.insert(job.id.clone()) => {
-                errors.push(format!("{label}: defined twice in this file"));
-            }
+            Ok(job) if !ids.insert(job.id.clone()) => errors.push(JobFileError::Job {
+                job: label,
+                error: FieldError::table("defined twice in this file"),
+            }),
             Ok(job) => parsed.push(job),
-            Err(e) => errors.push(format!("{label}: {e}")),
+            Err(error) => errors.push(JobFileError::Job { job: label, error }),
         }
     }
     if errors.is_empty() {
@@ -90,55 +94,66 @@ pub fn parse_jobs(file: &Path, text: &str) -> Result<Vec<Job>, Vec<String>> {
 }
 
 /// One `[[job]]` table.
-fn parse_job(file: &Path, mut t: Table) -> Result<Job, String> {
-    let id = take_str(&mut t, "id")?.ok_or("id: missing")?;
-    check_ident("id", &id).map_err(|e| e.to_string())?;
+fn parse_job(file: &Path, mut t: Table) -> Result<Job, FieldError> {
+    let id = take_str(&mut t, "id")?.ok_or_else(|| FieldError::field("id", "missing"))?;
+    check_ident("id", &id)?;
     let node = take_str(&mut t, "node")?;
     let pool = take_str(&mut t, "pool")?;
     let session = take_table(&mut t, "session")?;
     let target = match (node, pool, session) {
         (Some(node), None, None) => {
-            check_ident("node", &node).map_err(|e| e.to_string())?;
+            check_ident("node", &node)?;
             Target::Node(node)
         }
         (None, Some(pool), None) => {
-            check_ident("pool", &pool).map_err(|e| e.to_string())?;
+            check_ident("pool", &pool)?;
             Target::Pool(pool)
         }
         (None, None, Some(session)) => {
-            Target::Session(parse_session(session).map_err(|e| nest("session", e))?)
+            Target::Session(parse_session(session).map_err(|e| e.under("session"))?)
         }
         (None, None, None) => {
-            return Err("no target: give node = \"...\", pool = \"...\" or a [job.session]".into())
+            return Err(FieldError::table(
+                "no target: give node = \"...\", pool = \"...\" or a [job.session]",
+            ))
         }
-        _ => return Err("give only one of node, pool and [job.session]".into()),
+        _ => {
+            return Err(FieldError::table(
+                "give only one of node, pool and [job.session]",
+            ))
+        }
     };
     let schedule = take_table(&mut t, "schedule")?
-        .map(|s| parse_schedule(s).map_err(|e| nest("schedule", e)))
+        .map(|s| parse_schedule(s).map_err(|e| e.under("schedule")))
         .transpose()?;
     let expires_after = take_duration(&mut t, "expires_after")?.unwrap_or(DEFAULT_EXPIRES_AFTER);
     if expires_after.is_zero() {
-        return Err("expires_after: must be more than 0s".into());
+        return Err(FieldError::field("expires_after", "must be more than 0s"));
     }
     if expires_after.as_secs() > freezer_contracts::task::MAX_WINDOW_SECONDS as u64 {
-        return Err("expires_after: must be at most 366d (a task's longest window)".into());
+        return Err(FieldError::field(
+            "expires_after",
+            "must be at most 366d (a task's longest window)",
+        ));
     }
     let actions = match t.remove("action") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         None | Some(Value::Array(_)) => {
-            return Err("no action: add at least one [[job.action]]".into())
+            return Err(FieldError::table(
+                "no action: add at least one [[job.action]]",
+            ))
         }
         Some(other) => {
-            return Err(format!(
-                "action: expected [[job.action]] tables, found {}",
-                other.type_str()
+            return Err(FieldError::field(
+                "action",
+                format!("expected [[job.action]] tables, found {}", other.type_str()),
             ))
         }
     };
     let actions = actions
         .into_iter()
         .enumerate()
-        .map(|(i, a)| parse_action(a).map_err(|e| nest(&format!("action[{i}]"), e)))
+        .map(|(i, a)| parse_action(a).map_err(|e| e.under(&format!("action[{i}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     refuse_unknown(&t)?;
     Ok(Job {
@@ -152,50 +167,57 @@ fn parse_job(file: &Path, mut t: Table) -> Result<Job, String> {
 }
 
 /// A `[job.session]` table; errors start with the field name.
-fn parse_session(mut t: Table) -> Result<SessionDef, String> {
+fn parse_session(mut t: Table) -> Result<SessionDef, FieldError> {
     let nodes = match t.remove("nodes") {
         Some(Value::Array(a)) => a
             .into_iter()
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) => {
-                    check_ident(&format!("nodes[{i}]"), &s).map_err(|e| e.to_string())?;
+                    check_ident(&format!("nodes[{i}]"), &s)?;
                     Ok(s)
                 }
-                other => Err(format!(
-                    "nodes[{i}]: expected a string, found {}",
-                    other.type_str()
+                other => Err(FieldError::field(
+                    format!("nodes[{i}]"),
+                    format!("expected a string, found {}", other.type_str()),
                 )),
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(other) => {
-            return Err(format!(
-                "nodes: expected a list, found {}",
-                other.type_str()
+            return Err(FieldError::field(
+                "nodes",
+                format!("expected a list, found {}", other.type_str()),
             ))
         }
-        None => return Err("nodes: missing".into()),
+        None => return Err(FieldError::field("nodes", "missing")),
     };
     if nodes.len() < 2 {
-        return Err("nodes: a session needs two or more nodes".into());
+        return Err(FieldError::field(
+            "nodes",
+            "a session needs two or more nodes",
+        ));
     }
     if let Some(dup) = nodes
         .iter()
         .enumerate()
         .find(|(i, n)| nodes[..*i].contains(n))
     {
-        return Err(format!("nodes: {:?} is listed twice", dup.1));
+        return Err(FieldError::field(
+            "nodes",
+            format!("{:?} is listed twice", dup.1),
+        ));
     }
     let hold_off = take_duration(&mut t, "hold_off")?.unwrap_or(DEFAULT_HOLD_OFF);
     if hold_off.as_secs() > freezer_contracts::task::MAX_HOLD_OFF_SECONDS {
-        return Err("hold_off: must be at most 1d".into());
+        return Err(FieldError::field("hold_off", "must be at most 1d"));
     }
     let policy = match take_str(&mut t, "policy")?.as_deref() {
         None | Some("all-or-nothing") => SessionPolicy::Abort,
         Some("best-effort") => SessionPolicy::Proceed,
         Some(other) => {
-            return Err(format!(
-                "policy: {other:?} is not \"all-or-nothing\" or \"best-effort\""
+            return Err(FieldError::field(
+                "policy",
+                format!("{other:?} is not \"all-or-nothing\" or \"best-effort\""),
             ))
         }
     };
@@ -208,7 +230,7 @@ fn parse_session(mut t: Table) -> Result<SessionDef, String> {
 }
 
 /// A `schedule` table; errors start with the field name.
-fn parse_schedule(mut t: Table) -> Result<Schedule, String> {
+fn parse_schedule(mut t: Table) -> Result<Schedule, FieldError> {
     let cron = take_str(&mut t, "cron")?;
     let every = take_duration(&mut t, "every")?;
     let at = take_time(&mut t, "at")?;
@@ -218,36 +240,43 @@ fn parse_schedule(mut t: Table) -> Result<Schedule, String> {
     refuse_unknown(&t)?;
     let when = match (cron, every, at) {
         (Some(expr), None, None) => {
-            parse_cron(&expr).map_err(|e| format!("cron: {e}"))?;
+            parse_cron(&expr).map_err(|e| FieldError::field("cron", e.to_string()))?;
             When::Cron(expr)
         }
         (None, Some(d), None) => {
             if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
-                return Err(format!(
-                    "every: {} is not a whole number of seconds of at least 1s",
-                    humantime::format_duration(d)
+                return Err(FieldError::field(
+                    "every",
+                    format!(
+                        "{} is not a whole number of seconds of at least 1s",
+                        humantime::format_duration(d)
+                    ),
                 ));
             }
             When::Every(d)
         }
         (None, None, Some(at)) => When::At(at),
-        (None, None, None) => return Err(": give one of cron, every and at".into()),
-        _ => return Err(": give only one of cron, every and at".into()),
+        (None, None, None) => return Err(FieldError::table("give one of cron, every and at")),
+        _ => return Err(FieldError::table("give only one of cron, every and at")),
     };
     if let Some(tz) = &timezone {
         if !matches!(when, When::Cron(_)) {
-            return Err(
-                "timezone: only a cron schedule has one (every and at are instants)".into(),
-            );
+            return Err(FieldError::field(
+                "timezone",
+                "only a cron schedule has one (every and at are instants)",
+            ));
         }
-        parse_timezone(tz).map_err(|e| format!("timezone: {e}"))?;
+        parse_timezone(tz).map_err(|e| FieldError::field("timezone", e.to_string()))?;
     }
     if matches!(when, When::At(_)) && (start.is_some() || end.is_some()) {
-        return Err("start/end: apply to cron and every, not to at".into());
+        return Err(FieldError::field(
+            "start/end",
+            "apply to cron and every, not to at",
+        ));
     }
     if let (Some(s), Some(e)) = (start, end) {
         if e < s {
-            return Err(format!("end: {e} is before start {s}"));
+            return Err(FieldError::field("end", format!("{e} is before start {s}")));
         }
     }
     Ok(Schedule {
@@ -259,21 +288,27 @@ fn parse_schedule(mut t: Table) -> Result<Schedule, String> {
 }
 
 /// A `[[job.action]]` table; errors start with the field name.
-fn parse_action(v: Value) -> Result<Action, String> {
+fn parse_action(v: Value) -> Result<Action, FieldError> {
     let Value::Table(mut t) = v else {
-        return Err(format!(": expected a table, found {}", v.type_str()));
+        return Err(FieldError::table(format!(
+            "expected a table, found {}",
+            v.type_str()
+        )));
     };
-    let kind = take_str(&mut t, "kind")?.ok_or("kind: missing")?;
+    let kind = take_str(&mut t, "kind")?.ok_or_else(|| FieldError::field("kind", "missing"))?;
     let kind = TaskKind::from_wire(&kind).ok_or_else(|| {
-        format!("kind: {kind:?} is not one of backup, restore, prune, verify, list, noop")
+        FieldError::field(
+            "kind",
+            format!("{kind:?} is not one of backup, restore, prune, verify, list, noop"),
+        )
     })?;
     let mandatory = match t.remove("mandatory") {
         None => false,
         Some(Value::Boolean(b)) => b,
         Some(other) => {
-            return Err(format!(
-                "mandatory: expected true or false, found {}",
-                other.type_str()
+            return Err(FieldError::field(
+                "mandatory",
+                format!("expected true or false, found {}", other.type_str()),
             ))
         }
     };
@@ -281,19 +316,20 @@ fn parse_action(v: Value) -> Result<Action, String> {
         None => 0,
         Some(Value::Integer(n)) if (0..=i64::from(MAX_RETRIES)).contains(&n) => n as u32,
         Some(other) => {
-            return Err(format!(
-                "max_retries: expected a whole number from 0 to {MAX_RETRIES}, found {other}"
+            return Err(FieldError::field(
+                "max_retries",
+                format!("expected a whole number from 0 to {MAX_RETRIES}, found {other}"),
             ))
         }
     };
     let retry_interval = take_duration(&mut t, "retry_interval")?.unwrap_or(DEFAULT_RETRY_INTERVAL);
     let spec = serde_json::Value::Object(
         t.into_iter()
-            .map(|(k, v)| Ok((k.clone(), to_json(v).map_err(|e| format!("{k}: {e}"))?)))
-            .collect::<Result<_, String>>()?,
+            .map(|(k, v)| Ok((k.clone(), to_json(v).map_err(|e| e.under(&k))?)))
+            .collect::<Result<_, FieldError>>()?,
     );
-    let spec = TaskSpec::from_parts(kind, spec).map_err(spec_error)?;
-    spec.validate().map_err(spec_error)?;
+    let spec = TaskSpec::from_parts(kind, spec).map_err(FieldError::from_spec)?;
+    spec.validate().map_err(FieldError::from_spec)?;
     Ok(Action {
         spec,
         mandatory,
@@ -302,34 +338,15 @@ fn parse_action(v: Value) -> Result<Action, String> {
     })
 }
 
-/// An error of a nested table under its parent's field: `field: message` becomes
-/// `parent.field: message`, and `: message` (about the table as a whole) `parent: message`.
-fn nest(parent: &str, e: String) -> String {
-    if e.starts_with(':') {
-        format!("{parent}{e}")
-    } else {
-        format!("{parent}.{e}")
-    }
-}
-
-/// A contract error about a spec, its path made relative to the action (`spec.max_level` is the
-/// action's `max_level`).
-fn spec_error(e: ContractError) -> String {
-    let text = e.to_string();
-    text.strip_prefix("spec.")
-        .map(str::to_string)
-        .or_else(|| text.strip_prefix("spec: ").map(|m| format!(": {m}")))
-        .unwrap_or_else(|| format!(": {text}"))
-}
-
-/// A TOML value as the JSON the spec types read; TOML datetimes become their text.
-fn to_json(v: Value) -> Result<serde_json::Value, String> {
+/// A TOML value as the JSON the spec types read; TOML datetimes become their text. The error is
+/// about the value as a whole (its caller names the field).
+fn to_json(v: Value) -> Result<serde_json::Value, FieldError> {
     Ok(match v {
         Value::String(s) => s.into(),
         Value::Integer(n) => n.into(),
         Value::Float(f) => serde_json::Number::from_f64(f)
             .map(serde_json::Value::Number)
-            .ok_or_else(|| format!("{f} is not a finite number"))?,
+            .ok_or_else(|| FieldError::table(format!("{f} is not a finite number")))?,
         Value::Boolean(b) => b.into(),
         Value::Datetime(d) => d.to_string().into(),
         Value::Array(a) => a
@@ -340,40 +357,41 @@ fn to_json(v: Value) -> Result<serde_json::Value, String> {
         Value::Table(t) => serde_json::Value::Object(
             t.into_iter()
                 .map(|(k, v)| Ok((k, to_json(v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, FieldError>>()?,
         ),
     })
 }
 
-fn take_str(t: &mut Table, key: &str) -> Result<Option<String>, String> {
+fn take_str(t: &mut Table, key: &str) -> Result<Option<String>, FieldError> {
     match t.remove(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!(
-            "{key}: expected a string, found {}",
-            other.type_str()
+        Some(other) => Err(FieldError::field(
+            key,
+            format!("expected a string, found {}", other.type_str()),
         )),
     }
 }
 
-fn take_table(t: &mut Table, key: &str) -> Result<Option<Table>, String> {
+fn take_table(t: &mut Table, key: &str) -> Result<Option<Table>, FieldError> {
     match t.remove(key) {
         None => Ok(None),
         Some(Value::Table(t)) => Ok(Some(t)),
-        Some(other) => Err(format!(
-            "{key}: expected a table, found {}",
-            other.type_str()
+        Some(other) => Err(FieldError::field(
+            key,
+            format!("expected a table, found {}", other.type_str()),
         )),
     }
 }
 
 /// A duration written like `"90s"`, `"6h"`, `"1d"`.
-fn take_duration(t: &mut Table, key: &str) -> Result<Option<Duration>, String> {
+fn take_duration(t: &mut Table, key: &str) -> Result<Option<Duration>, FieldError> {
     take_str(t, key)?
         .map(|s| {
             humantime::parse_duration(&s).map_err(|e| {
-                format!(
-                    "{key}: {s:?} is not a duration like \"90s\", \"15m\", \"6h\", \"1d\" ({e})"
+                FieldError::field(
+                    key,
+                    format!("{s:?} is not a duration like \"90s\", \"15m\", \"6h\", \"1d\" ({e})"),
                 )
             })
         })
@@ -381,27 +399,30 @@ fn take_duration(t: &mut Table, key: &str) -> Result<Option<Duration>, String> {
 }
 
 /// An instant: RFC 3339 in UTC, as a string or a TOML datetime.
-fn take_time(t: &mut Table, key: &str) -> Result<Option<UtcTime>, String> {
+fn take_time(t: &mut Table, key: &str) -> Result<Option<UtcTime>, FieldError> {
     let text = match t.remove(key) {
         None => return Ok(None),
         Some(Value::String(s)) => s,
         Some(Value::Datetime(d)) => d.to_string(),
         Some(other) => {
-            return Err(format!(
-                "{key}: expected a time like \"2026-12-01T03:00:00Z\", found {}",
-                other.type_str()
+            return Err(FieldError::field(
+                key,
+                format!(
+                    "expected a time like \"2026-12-01T03:00:00Z\", found {}",
+                    other.type_str()
+                ),
             ))
         }
     };
     UtcTime::parse(&text)
         .map(Some)
-        .map_err(|e| format!("{key}: {e}"))
+        .map_err(|e| FieldError::field(key, e.to_string()))
 }
 
 /// Errors on the first key left over in `t` (all known keys have been taken out).
-fn refuse_unknown(t: &Table) -> Result<(), String> {
+fn refuse_unknown(t: &Table) -> Result<(), FieldError> {
     match t.keys().next() {
-        Some(k) => Err(format!("{k}: unknown key")),
+        Some(k) => Err(FieldError::field(k.as_str(), "unknown key")),
         None => Ok(()),
     }
 }
@@ -413,6 +434,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<Job>, Vec<String>> {
         parse_jobs(Path::new("/jobs/t.toml"), text)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
     }
 
     fn one_error(text: &str) -> String {

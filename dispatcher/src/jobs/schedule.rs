@@ -31,6 +31,7 @@ use croner::Cron;
 use freezer_contracts::UtcTime;
 use std::time::Duration;
 
+use super::error::ScheduleError;
 use super::model::{Schedule, When};
 
 /// How late the first fire time of a job that never fired may be found and still run (see the
@@ -46,18 +47,21 @@ const MAX_FORWARD_STEPS: usize = 1000;
 
 /// Parses a cron expression as job files write it: five fields (minute first, second 0) or six
 /// (second first), with croner's extensions (`L`, `#`, `W`, names, `@daily`).
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+pub fn parse_cron(expr: &str) -> Result<Cron, ScheduleError> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .build()
         .parse(expr)
-        .map_err(|e| format!("{expr:?} is not a cron expression: {e}"))
+        .map_err(|reason| ScheduleError::Cron {
+            expr: expr.to_string(),
+            reason,
+        })
 }
 
 /// Parses an IANA time zone name (`Europe/Berlin`, `UTC`).
-pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
     name.parse::<Tz>()
-        .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. UTC, Europe/Berlin)"))
+        .map_err(|_| ScheduleError::Timezone(name.to_string()))
 }
 
 impl Schedule {

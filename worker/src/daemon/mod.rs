@@ -155,6 +155,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let daemon = config.daemon.clone().ok_or_else(|| {
         Error::usage("freezer-worker run needs a [daemon] section (node, pools, amqp_url, ...) in the configuration")
     })?;
+    daemon.check().map_err(Error::usage)?;
     check_ident("daemon.node", &daemon.node).map_err(|e| Error::usage(e.to_string()))?;
     for p in &daemon.pools {
         check_ident("daemon.pools", p).map_err(|e| Error::usage(e.to_string()))?;
@@ -191,7 +192,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         None => None,
     };
     let shared = Arc::new(Shared {
-        slots: Arc::new(Semaphore::new(daemon.concurrency.max(1))),
+        slots: Arc::new(Semaphore::new(daemon.concurrency)),
         config,
         daemon,
         store,

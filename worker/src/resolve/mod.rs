@@ -173,6 +173,10 @@ pub struct Target {
     /// Retries, queue depth and bandwidth limits, the request's over `[transfer]` over the
     /// defaults.
     pub transfer: Transfer,
+    /// The container each storage is really written to (the request's, else the storage's
+    /// configured one), for the writer-lock scopes: a task that omits the container and one that
+    /// writes the configured container out must take the same lock.
+    pub scope_containers: Vec<String>,
 }
 
 impl Target {
@@ -213,10 +217,18 @@ impl Target {
             given.upload_limit.map(ByteSize::bytes),
             given.download_limit.map(ByteSize::bytes),
         )?;
+        let scope_containers = storage
+            .iter()
+            .map(|name| match (container, config.storages.get(name)) {
+                ("", Some(entry)) => entry.container().unwrap_or_default().to_string(),
+                (given, _) => given.to_string(),
+            })
+            .collect();
         Ok(Target {
             storage: storage.to_vec(),
             container: (!container.is_empty()).then(|| container.to_string()),
             transfer,
+            scope_containers,
         })
     }
 
@@ -238,10 +250,10 @@ impl Target {
     /// The writer-lock scopes of `<host>_<name>` in each storage (see
     /// [`freezer_contracts::lock_scope`]).
     pub fn lock_scopes(&self, host: &str, name: &str) -> Vec<String> {
-        let container = self.container.as_deref().unwrap_or("");
         self.storage
             .iter()
-            .map(|s| freezer_contracts::lock_scope(s, container, host, name))
+            .zip(&self.scope_containers)
+            .map(|(s, container)| freezer_contracts::lock_scope(s, container, host, name))
             .collect()
     }
 }
