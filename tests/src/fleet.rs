@@ -88,6 +88,9 @@ pub struct WorkerSpec {
     pub grace_seconds: u64,
     /// Extra TOML appended to the `[daemon]` section (a `[table]` header may follow).
     pub extra: String,
+    /// The body of the worker's `[policy]` section; `None`: the fleet's directory for backups
+    /// and restores, and any host name (what the fleet tests do).
+    pub policy: Option<String>,
     /// Extra environment of the process (debug hooks).
     pub env: Vec<(String, String)>,
 }
@@ -102,6 +105,7 @@ impl WorkerSpec {
             metrics_addr: None,
             grace_seconds: 30,
             extra: String::new(),
+            policy: None,
             env: Vec::new(),
         }
     }
@@ -265,9 +269,13 @@ impl Fleet {
             .as_ref()
             .map(|a| format!("metrics_addr = {a:?}\n"))
             .unwrap_or_default();
+        let dir = self.dir.display().to_string();
+        let policy = spec.policy.clone().unwrap_or_else(|| {
+            format!("backup_roots = [{dir:?}]\nrestore_roots = [{dir:?}]\nhosts = [\"*\"]\n")
+        });
         let text = format!(
             "[storages.local1]\ntype = \"local\"\ncontainer = {store:?}\n\n\
-             [keys.main]\npass_file = {pass:?}\n\n\
+             [keys.main]\npass_file = {pass:?}\n\n[policy]\n{policy}\n\
              [daemon]\nnode = {node:?}\npools = [{pools_toml}]\namqp_url = {AMQP_URL:?}\n\
              redis_url = {redis:?}\nconcurrency = {c}\n{metrics}grace_period_seconds = {g}\n\
              heartbeat_interval_ms = 500\nlease_ttl_ms = 3000\nkey_prefix = {prefix:?}\n{extra}\n",

@@ -31,7 +31,18 @@
 //!
 //! [keys.main]                         # tasks name keys; the worker reads the file
 //! pass_file = "/etc/freezer/keys/main"
+//!
+//! [policy]                            # what tasks from the fleet may do (not the CLI)
+//! backup_roots = ["/srv", "/etc"]     # a backup task reads only under these
+//! restore_roots = ["/srv/restore"]    # a restore writes (a verify compares) only under these
+//! hosts = ["web2"]                    # host names besides this worker's own; "*" for any
 //! ```
+//!
+//! `[policy]` is checked by the resolver (`crate::resolve::policy`) for tasks only: without
+//! `backup_roots` a backup task is refused, without `restore_roots` a restore task (and a verify
+//! with `compare_to`) is refused, and a task acts only for this worker's own host name unless
+//! `hosts` lists others. The command line is not restricted: whoever runs it already has the
+//! node's root.
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -65,6 +76,32 @@ pub struct WorkerConfig {
     /// standalone commands.
     #[serde(default)]
     pub daemon: Option<DaemonSection>,
+    /// What tasks from the fleet may read, write and act for (the command line is not bound by
+    /// it); the secure default refuses backup and restore tasks.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// The `[policy]` section: the limits a task from the broker is held to on this node, so that
+/// whoever can publish a task does not own the node (see `crate::resolve::policy`). Empty lists
+/// are the secure default: no backup or restore task runs, and tasks act for this worker's own
+/// host name only.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Absolute directories a backup task's `path_to_backup` must lie in (after `..` is refused
+    /// and symlinks are resolved); `["/"]` allows any path and following symlinks.
+    #[serde(default)]
+    pub backup_roots: Vec<PathBuf>,
+    /// Absolute directories a restore task's `restore_abs_path` and a verify task's
+    /// `compare_to` must lie in.
+    #[serde(default)]
+    pub restore_roots: Vec<PathBuf>,
+    /// Host names, besides this worker's own, that a task may name as `hostname` (to restore
+    /// another node's backup here after a disaster); `"*"` allows every host, and is needed for
+    /// a list or prune of every host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// The `[daemon]` section: who this worker is in the fleet and how it reaches the broker, Redis
@@ -331,6 +368,25 @@ impl WorkerConfig {
                 )));
             }
         }
+        for root in config
+            .policy
+            .backup_roots
+            .iter()
+            .chain(&config.policy.restore_roots)
+        {
+            if !root.is_absolute() {
+                return Err(Error::usage(format!(
+                    "configuration {origin}: [policy] root {} must be an absolute path",
+                    root.display()
+                )));
+            }
+        }
+        for host in &config.policy.hosts {
+            if host != "*" {
+                freezer_contracts::check_storage_key_part("[policy] hosts", host)
+                    .map_err(|e| Error::usage(format!("configuration {origin}: {e}")))?;
+            }
+        }
         Ok(config)
     }
 
@@ -372,6 +428,10 @@ mod tests {
             upload_limit = "10M"
             [keys.main]
             pass_file = "/p"
+            [policy]
+            backup_roots = ["/srv"]
+            restore_roots = ["/srv/restore"]
+            hosts = ["web2", "*"]
             "#,
             "test",
         )
@@ -387,6 +447,26 @@ mod tests {
         assert_eq!(c.transfer.queue_size, Some(8));
         assert_eq!(c.key_file("main").unwrap(), Path::new("/p"));
         assert!(c.key_file("other").is_err());
+        assert_eq!(c.policy.backup_roots, [PathBuf::from("/srv")]);
+        assert_eq!(c.policy.restore_roots, [PathBuf::from("/srv/restore")]);
+        assert_eq!(c.policy.hosts, ["web2", "*"]);
+    }
+
+    #[test]
+    fn policy_defaults_to_nothing_and_refuses_relative_roots_and_bad_hosts() {
+        assert_eq!(
+            WorkerConfig::parse("", "t").unwrap().policy,
+            PolicySection::default()
+        );
+        for bad in [
+            "[policy]\nbackup_roots = [\"data\"]\n",
+            "[policy]\nrestore_roots = [\"./r\"]\n",
+            "[policy]\nhosts = [\"a/b\"]\n",
+            "[policy]\nroots = [\"/\"]\n",
+        ] {
+            let e = WorkerConfig::parse(bad, "f.toml").unwrap_err();
+            assert!(e.message.contains("f.toml"), "{e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ use freezer_worker::resolve::{self, Origin};
 use serde_json::{json, Value};
 
 /// A configuration with one named storage, one key and a daemon host name, so every default the
-/// resolver applies comes from somewhere a test can see.
+/// resolver applies comes from somewhere a test can see; its `[policy]` allows what the command
+/// line may do (the old behaviour), so tasks and commands resolve alike.
 fn config() -> WorkerConfig {
     WorkerConfig::parse(
         r#"
@@ -31,6 +32,11 @@ fn config() -> WorkerConfig {
         [daemon]
         node = "n1"
         hostname = "daemon-host"
+
+        [policy]
+        backup_roots = ["/"]
+        restore_roots = ["/"]
+        hosts = ["*"]
         "#,
         "test",
     )
@@ -244,13 +250,14 @@ fn verify_resolves_the_same_both_ways() {
 #[test]
 fn list_resolves_the_same_both_ways() {
     let c = config();
-    let Command::List(a) = cli(&["list", "--storage", "main", "-C", "/elsewhere"]) else {
+    let Command::List(a) = cli(&["list", "--storage", "main", "-C", "/srv/backups/elsewhere"])
+    else {
         unreachable!()
     };
     let from_cli = a.plan(&c).unwrap();
     let TaskSpec::List(s) = task(
         TaskKind::List,
-        json!({"storage": ["main"], "container": "/elsewhere"}),
+        json!({"storage": ["main"], "container": "/srv/backups/elsewhere"}),
     ) else {
         unreachable!()
     };
@@ -258,7 +265,10 @@ fn list_resolves_the_same_both_ways() {
     assert_eq!(from_cli, from_task);
     // A listing has no default host: every host's backups.
     assert_eq!(from_task.hostname, None);
-    assert_eq!(from_task.target.container.as_deref(), Some("/elsewhere"));
+    assert_eq!(
+        from_task.target.container.as_deref(),
+        Some("/srv/backups/elsewhere")
+    );
 }
 
 /// Resolves a backup given as arguments and as the same spec; both must be refused.
@@ -377,6 +387,224 @@ fn a_task_names_configured_storages_only() {
     assert!(a.plan(&c).unwrap().target.storage.is_empty());
 }
 
+/// A worker with a narrow `[policy]`: backups of /srv/data, restores into /srv/restore, its own
+/// host name and `web2`.
+fn strict_config() -> WorkerConfig {
+    WorkerConfig::parse(
+        r#"
+        [storages.main]
+        type = "local"
+        container = "/srv/backups"
+
+        [storages.offsite]
+        type = "s3"
+        container = "bucket/fleet"
+
+        [daemon]
+        node = "n1"
+        hostname = "me"
+
+        [policy]
+        backup_roots = ["/srv/data"]
+        restore_roots = ["/srv/restore"]
+        hosts = ["web2"]
+        "#,
+        "test",
+    )
+    .unwrap()
+}
+
+/// The policy refusal of a task, checked to be a permanent usage error naming the rule.
+fn refused(kind: TaskKind, spec: Value, c: &WorkerConfig) -> String {
+    let e = match task(kind, spec) {
+        TaskSpec::Backup(s) => resolve::backup::resolve(&s, c, &Origin::Task).map(drop),
+        TaskSpec::Restore(s) => resolve::restore::resolve(&s, c, &Origin::Task).map(drop),
+        TaskSpec::Verify(s) => resolve::verify::resolve(&s, c, &Origin::Task).map(drop),
+        TaskSpec::Prune(s) => resolve::prune::resolve(&s, c, &Origin::Task).map(drop),
+        TaskSpec::List(s) => resolve::list::resolve(&s, c, &Origin::Task).map(drop),
+        TaskSpec::Noop(_) => unreachable!(),
+    }
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Usage, "{e}");
+    assert_eq!(e.class(), freezer_contracts::ErrorClass::Permanent, "{e}");
+    assert!(e.message.starts_with("policy: "), "{e}");
+    e.message
+}
+
+#[test]
+fn tasks_out_of_policy_are_refused_naming_the_rule() {
+    let c = strict_config();
+    let backup = |extra: Value| {
+        let mut v =
+            json!({"path_to_backup": "/srv/data/db", "backup_name": "db", "storage": ["main"]});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let m = refused(
+        TaskKind::Backup,
+        backup(json!({"path_to_backup": "/root/.ssh"})),
+        &c,
+    );
+    assert!(
+        m.contains("path_to_backup /root/.ssh is outside [policy] backup_roots"),
+        "{m}"
+    );
+    let m = refused(
+        TaskKind::Backup,
+        backup(json!({"path_to_backup": "/srv/data2"})),
+        &c,
+    );
+    assert!(m.contains("outside [policy] backup_roots"), "{m}");
+    let m = refused(TaskKind::Backup, backup(json!({"hostname": "web3"})), &c);
+    assert!(m.contains("hostname \"web3\""), "{m}");
+    let m = refused(TaskKind::Backup, backup(json!({"container": "/"})), &c);
+    assert!(m.contains("outside storage \"main\""), "{m}");
+    let m = refused(
+        TaskKind::Backup,
+        backup(json!({"dereference_symlink": "soft"})),
+        &c,
+    );
+    assert!(m.contains("dereference_symlink"), "{m}");
+    let m = refused(
+        TaskKind::Backup,
+        backup(json!({"storage": ["offsite"], "container": "other-bucket/fleet"})),
+        &c,
+    );
+    assert!(m.contains("outside storage \"offsite\""), "{m}");
+    let restore = json!({"backup_name": "db", "storage": ["main"], "restore_abs_path": "/root/.ssh", "overwrite": true});
+    let m = refused(TaskKind::Restore, restore, &c);
+    assert!(
+        m.contains("restore_abs_path /root/.ssh is outside [policy] restore_roots"),
+        "{m}"
+    );
+    let verify = json!({"backup_name": "db", "storage": ["main"], "compare_to": "/etc"});
+    let m = refused(TaskKind::Verify, verify, &c);
+    assert!(
+        m.contains("compare_to /etc is outside [policy] restore_roots"),
+        "{m}"
+    );
+    let m = refused(
+        TaskKind::Prune,
+        json!({"storage": ["main"], "keep_last": 1}),
+        &c,
+    );
+    assert!(m.contains("every host"), "{m}");
+    let m = refused(
+        TaskKind::List,
+        json!({"storage": ["main"], "hostname": "web3"}),
+        &c,
+    );
+    assert!(m.contains("not in [policy] hosts"), "{m}");
+    let m = refused(
+        TaskKind::List,
+        json!({"storage": ["main"], "container": "/srv/backups2"}),
+        &c,
+    );
+    assert!(m.contains("container"), "{m}");
+}
+
+#[test]
+fn without_roots_backup_and_restore_tasks_are_refused_but_the_command_line_is_not() {
+    let c = WorkerConfig::parse(
+        "[storages.main]\ntype = \"local\"\ncontainer = \"/srv/backups\"\n",
+        "t",
+    )
+    .unwrap();
+    let m = refused(
+        TaskKind::Backup,
+        json!({"path_to_backup": "/srv/data", "backup_name": "db", "storage": ["main"]}),
+        &c,
+    );
+    assert!(m.contains("no [policy] backup_roots"), "{m}");
+    let m = refused(
+        TaskKind::Restore,
+        json!({"backup_name": "db", "storage": ["main"], "restore_abs_path": "/srv/r"}),
+        &c,
+    );
+    assert!(m.contains("no [policy] restore_roots"), "{m}");
+    // The node's root at the command line is not bound by the policy.
+    let Command::Backup(a) = cli(&[
+        "backup",
+        "-F",
+        "/root/.ssh",
+        "-N",
+        "db",
+        "--storage",
+        "main",
+        "-C",
+        "/",
+        "--hostname",
+        "web3",
+    ]) else {
+        unreachable!()
+    };
+    a.plan(&c).unwrap();
+    let Command::Restore(a) = cli(&[
+        "restore",
+        "-N",
+        "db",
+        "--storage",
+        "main",
+        "--restore-abs-path",
+        "/root/.ssh",
+    ]) else {
+        unreachable!()
+    };
+    a.plan(&c).unwrap();
+}
+
+#[test]
+fn tasks_in_policy_resolve() {
+    let c = strict_config();
+    let TaskSpec::Backup(s) = task(
+        TaskKind::Backup,
+        json!({"path_to_backup": "/srv/data/db", "backup_name": "db", "storage": ["main"],
+               "container": "/srv/backups/db"}),
+    ) else {
+        unreachable!()
+    };
+    let plan = resolve::backup::resolve(&s, &c, &Origin::Task).unwrap();
+    assert_eq!(plan.hostname, "me");
+    // Another node's backup restored here after a disaster: its host is listed.
+    let TaskSpec::Restore(s) = task(
+        TaskKind::Restore,
+        json!({"backup_name": "db", "storage": ["offsite"], "container": "bucket/fleet/web2",
+               "hostname": "web2", "restore_abs_path": "/srv/restore/web2"}),
+    ) else {
+        unreachable!()
+    };
+    resolve::restore::resolve(&s, &c, &Origin::Task).unwrap();
+    let TaskSpec::Verify(s) = task(
+        TaskKind::Verify,
+        json!({"backup_name": "db", "storage": ["main"], "compare_to": "/srv/restore/web2"}),
+    ) else {
+        unreachable!()
+    };
+    resolve::verify::resolve(&s, &c, &Origin::Task).unwrap();
+    let TaskSpec::Prune(s) = task(
+        TaskKind::Prune,
+        json!({"backup_name": "db", "storage": ["main"], "keep_last": 1}),
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(
+        resolve::prune::resolve(&s, &c, &Origin::Task)
+            .unwrap()
+            .hostname
+            .as_deref(),
+        Some("me")
+    );
+    let TaskSpec::List(s) = task(
+        TaskKind::List,
+        json!({"storage": ["main"], "hostname": "me"}),
+    ) else {
+        unreachable!()
+    };
+    resolve::list::resolve(&s, &c, &Origin::Task).unwrap();
+}
+
 /// The writer lock of a backup name is one lock whatever spelling of its place a task uses: an
 /// omitted container (the storage's own), that container written out, or written with a trailing
 /// or doubled slash (issue 12: these used to take different locks on the same objects).
@@ -417,5 +645,5 @@ fn every_spelling_of_a_place_takes_the_same_writer_lock() {
     let prune = resolve::prune::resolve(&s, &c, &Origin::Task).unwrap();
     assert_eq!(prune.lock_scopes(), Some(expected));
     // Another place is another lock.
-    assert_ne!(backup_scopes("/srv/other"), backup_scopes(""));
+    assert_ne!(backup_scopes("/srv/backups/other"), backup_scopes(""));
 }

@@ -1,5 +1,6 @@
 //! `backup`: a [`BackupSpec`] resolved into a [`BackupPlan`], then into [`BackupOptions`].
 
+use super::policy::{self, Roots};
 use super::{pass_file, read_pass, Direction, Origin, Target, TransferFlags};
 use crate::codec::Codec;
 use crate::config::WorkerConfig;
@@ -70,10 +71,25 @@ pub fn resolve(spec: &BackupSpec, config: &WorkerConfig, origin: &Origin) -> Res
         Some(limit) => max_segment.min(crate::storage::max_object_for(limit)),
         None => max_segment,
     };
+    let hostname = super::host(config, spec.hostname.as_deref())?;
+    let dereference = dereference(spec.dereference_symlink.unwrap_or_default());
+    if origin.bound_by_policy() {
+        policy::check_host(config, Some(&hostname))?;
+        policy::check_path(
+            config,
+            Roots::Backup,
+            "path_to_backup",
+            &spec.path_to_backup,
+        )?;
+        policy::check_follows_links(
+            config,
+            dereference != Dereference::None && dereference != Dereference::Hard,
+        )?;
+    }
     Ok(BackupPlan {
         path_to_backup: spec.path_to_backup.clone(),
         backup_name: spec.backup_name.clone(),
-        hostname: super::host(config, spec.hostname.as_deref())?,
+        hostname,
         codec: codec(compression),
         level: spec
             .compression_level
@@ -87,7 +103,7 @@ pub fn resolve(spec: &BackupSpec, config: &WorkerConfig, origin: &Origin) -> Res
         },
         max_segment_size: usize::try_from(max_segment).unwrap_or(usize::MAX),
         excludes: spec.exclude.clone(),
-        dereference: dereference(spec.dereference_symlink.unwrap_or_default()),
+        dereference,
         dry_run: spec.dry_run,
         target,
     })

@@ -23,15 +23,19 @@ pub struct ListPlan {
 pub fn resolve(spec: &ListSpec, config: &WorkerConfig, origin: &Origin) -> Result<ListPlan> {
     spec.validate_as(origin.author())
         .map_err(|e| origin.refusal(e))?;
+    let target = Target::resolve(
+        config,
+        origin,
+        &spec.storage,
+        &spec.container,
+        TransferFlags::default(),
+        Direction::Up,
+    )?;
+    if origin.bound_by_policy() {
+        super::policy::check_host(config, spec.hostname.as_deref())?;
+    }
     Ok(ListPlan {
-        target: Target::resolve(
-            config,
-            origin,
-            &spec.storage,
-            &spec.container,
-            TransferFlags::default(),
-            Direction::Up,
-        )?,
+        target,
         backup_name: spec.backup_name.clone(),
         hostname: spec.hostname.clone(),
     })

@@ -12,6 +12,9 @@
 //! by origin are the contracts' [`Author`] rules (a task's paths are absolute, its container does
 //! not climb out with `..`, it names at least one storage) and one here: a task names configured
 //! storages only, never a backend kind (which would let it reach any directory or bucket).
+//! A task is then held to the worker's `[policy]` ([`policy`]: the paths it may read and write,
+//! the containers and host names it may use); the command line is not, since whoever runs it
+//! already has the node's root.
 //!
 //! # Choices where the command line and the daemon used to differ
 //!
@@ -36,6 +39,7 @@
 
 pub mod backup;
 pub mod list;
+pub mod policy;
 pub mod prune;
 pub mod restore;
 pub mod verify;
@@ -73,6 +77,11 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// Whether the worker's `[policy]` applies: to tasks, not to the command line.
+    fn bound_by_policy(&self) -> bool {
+        *self == Origin::Task
+    }
+
     /// The contracts' author of a request from here.
     fn author(&self) -> Author {
         match self {
@@ -188,6 +197,8 @@ impl Target {
                     )));
                 }
             }
+            let container = (!container.is_empty()).then_some(container);
+            policy::check_container(config, storage, container)?;
         }
         let flags = origin.transfer_flags();
         flags.check(origin)?;

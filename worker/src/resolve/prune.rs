@@ -47,6 +47,9 @@ pub fn resolve(spec: &PruneSpec, config: &WorkerConfig, origin: &Origin) -> Resu
         Some(_) => Some(super::host(config, spec.hostname.as_deref())?),
         None => spec.hostname.clone(),
     };
+    if origin.bound_by_policy() {
+        super::policy::check_host(config, hostname.as_deref())?;
+    }
     Ok(PrunePlan {
         target,
         backup_name: spec.backup_name.clone(),

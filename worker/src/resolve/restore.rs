@@ -1,5 +1,6 @@
 //! `restore`: a [`RestoreSpec`] resolved into a [`RestorePlan`], then into [`RestoreOptions`].
 
+use super::policy::{self, Roots};
 use super::{date, pass_file, read_pass, Direction, Origin, Target, TransferFlags};
 use crate::config::WorkerConfig;
 use crate::engine::restore::RestoreOptions;
@@ -52,10 +53,20 @@ pub fn resolve(spec: &RestoreSpec, config: &WorkerConfig, origin: &Origin) -> Re
     )?;
     let restore_abs_path = std::path::absolute(&spec.restore_abs_path)
         .map_err(|e| Error::io(spec.restore_abs_path.display(), e))?;
+    let hostname = super::host(config, spec.hostname.as_deref())?;
+    if origin.bound_by_policy() {
+        policy::check_host(config, Some(&hostname))?;
+        policy::check_path(
+            config,
+            Roots::Restore,
+            "restore_abs_path",
+            &restore_abs_path,
+        )?;
+    }
     Ok(RestorePlan {
         target,
         backup_name: spec.backup_name.clone(),
-        hostname: super::host(config, spec.hostname.as_deref())?,
+        hostname,
         restore_abs_path,
         date: date(spec.restore_from_date.as_deref())?,
         overwrite: spec.overwrite,

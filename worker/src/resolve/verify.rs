@@ -1,5 +1,6 @@
 //! `verify`: a [`VerifySpec`] resolved into a [`VerifyPlan`], then into [`VerifyOptions`].
 
+use super::policy::{self, Roots};
 use super::{date, pass_file, read_pass, Direction, Origin, Target, TransferFlags};
 use crate::config::WorkerConfig;
 use crate::engine::verify::{ReadData, VerifyOptions};
@@ -50,10 +51,17 @@ pub fn resolve(spec: &VerifySpec, config: &WorkerConfig, origin: &Origin) -> Res
         (false, Some(p)) => ReadData::Subset(p),
         (false, None) => ReadData::None,
     };
+    let hostname = super::host(config, spec.hostname.as_deref())?;
+    if origin.bound_by_policy() {
+        policy::check_host(config, Some(&hostname))?;
+        if let Some(c) = &spec.compare_to {
+            policy::check_path(config, Roots::Restore, "compare_to", c)?;
+        }
+    }
     Ok(VerifyPlan {
         target,
         backup_name: spec.backup_name.clone(),
-        hostname: super::host(config, spec.hostname.as_deref())?,
+        hostname,
         date: date(spec.restore_from_date.as_deref())?,
         pass_file: pass_file(config, origin, spec.encrypt_key.as_deref())?,
         read,
