@@ -269,6 +269,23 @@ async fn sigterm_finishes_short_tasks_gives_back_long_ones_and_exits_0() {
     fleet.cleanup().await;
 }
 
+/// Sets RabbitMQ's `consumer_timeout` back to its default (30 min) when dropped.
+struct RestoreConsumerTimeout;
+
+impl Drop for RestoreConsumerTimeout {
+    fn drop(&mut self) {
+        let restored = std::process::Command::new("rabbitmqctl")
+            .args([
+                "eval",
+                "application:set_env(rabbit, consumer_timeout, 1800000).",
+            ])
+            .output();
+        if !restored.is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: could not set RabbitMQ's consumer_timeout back to 1800000 ms");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_longer_than_the_consumer_timeout_completes_once() {
     let _guard = BROKER.lock().await;
@@ -283,6 +300,9 @@ async fn a_task_longer_than_the_consumer_timeout_completes_once() {
         assert!(out.status.success(), "{out:?}");
     };
     set(2000);
+    // Back to RabbitMQ's default however the test ends: a timeout or a failed assertion must
+    // not leave the machine's broker closing every channel after 2 s.
+    let _restore = RestoreConsumerTimeout;
     let fleet = Fleet::new().await;
     let mut spec = WorkerSpec::new("a", &[]);
     spec.concurrency = 1;
@@ -305,7 +325,6 @@ async fn a_task_longer_than_the_consumer_timeout_completes_once() {
         fleet.wait_final(&long.task_id).await,
         fleet.wait_final(&after.task_id).await,
     ];
-    set(1_800_000);
     for e in &results {
         assert!(matches!(e.status, EventStatus::Succeeded { .. }), "{e:?}");
     }
