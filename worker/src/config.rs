@@ -168,7 +168,16 @@ impl DaemonSection {
     /// Refuses timings and sizes that would break the daemon's guarantees: a lease must outlive
     /// at least one missed renewal (`lease_ttl_ms >= 2 * heartbeat_interval_ms`), or a worker
     /// that is merely slow to renew loses every lease and its tasks run twice elsewhere.
+    /// Also checks the names it carries (node, pools, host), which become queue and key names.
     pub fn check(&self) -> Result<(), String> {
+        freezer_contracts::check_ident("daemon.node", &self.node).map_err(|e| e.to_string())?;
+        for p in &self.pools {
+            freezer_contracts::check_ident("daemon.pools", p).map_err(|e| e.to_string())?;
+        }
+        if let Some(h) = &self.hostname {
+            freezer_contracts::check_storage_key_part("daemon.hostname", h)
+                .map_err(|e| e.to_string())?;
+        }
         if self.heartbeat_interval_ms < MIN_HEARTBEAT_MS {
             return Err(format!(
                 "daemon.heartbeat_interval_ms {} is below the minimum {MIN_HEARTBEAT_MS}",
@@ -518,6 +527,10 @@ mod tests {
         assert!(daemon("heartbeat_interval_ms = 50\n").check().is_err());
         assert!(daemon("concurrency = 0\n").check().is_err());
         assert!(daemon("concurrency = 257\n").check().is_err());
+        let e = daemon("pools = [\"no spaces\"]\n").check().unwrap_err();
+        assert!(e.contains("daemon.pools"), "{e}");
+        let e = daemon("hostname = \"a/b\"\n").check().unwrap_err();
+        assert!(e.contains("daemon.hostname"), "{e}");
         assert_eq!(
             daemon("heartbeat_interval_ms = 500\nlease_ttl_ms = 3000\n").check(),
             Ok(())

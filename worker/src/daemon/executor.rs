@@ -252,7 +252,7 @@ async fn locked<T: Send + 'static>(
     let release = ReleaseOnDrop::new(locks.clone());
     let renewer = {
         let (locks, lost, cancel, shared) = (locks.clone(), lost.clone(), cancel, shared.clone());
-        let every = Duration::from_millis(shared.daemon.heartbeat_interval_ms.max(100));
+        let every = Duration::from_millis(shared.daemon.heartbeat_interval_ms);
         let ttl = Duration::from_millis(shared.daemon.lease_ttl_ms);
         AbortOnDrop(tokio::spawn(async move {
             let mut last_ok = tokio::time::Instant::now();

@@ -245,12 +245,7 @@ async fn execute(
     loop {
         match task.readiness(now()) {
             Readiness::Ready => break,
-            Readiness::Expired => {
-                let expires_at = task.expires_at.unwrap_or_else(now);
-                let status = EventStatus::Expired { expires_at };
-                shared.metrics.task_done(kind, "expired");
-                return finish(shared, task, lease, status).await;
-            }
+            Readiness::Expired => return expire(shared, task, lease).await,
             Readiness::NotYet(d) => {
                 reservation.defer();
                 if shared.sleep_or_stop(d).await {
@@ -271,10 +266,8 @@ async fn execute(
     // It may have expired while it waited for the slot: report it, never run it late.
     if matches!(task.readiness(now()), Readiness::Expired) {
         drop(permit);
-        let expires_at = task.expires_at.unwrap_or_else(now);
-        shared.metrics.task_done(kind, "expired");
         tracing::warn!("task expired while it waited for an execution slot");
-        return finish(shared, task, lease, EventStatus::Expired { expires_at }).await;
+        return expire(shared, task, lease).await;
     }
     // A session member waits for the others holding its slot, so that it starts the moment the
     // barrier opens.
@@ -387,6 +380,13 @@ async fn report_progress(shared: Arc<Shared>, task: TaskEnvelope, counters: Arc<
         }
         last = Some(status);
     }
+}
+
+/// Reports a task whose `expires_at` passed before it could start: expired, never run.
+async fn expire(shared: &Shared, task: &TaskEnvelope, lease: &Lease) {
+    let expires_at = task.expires_at.unwrap_or_else(now);
+    shared.metrics.task_done(task.kind().as_str(), "expired");
+    finish(shared, task, lease, EventStatus::Expired { expires_at }).await
 }
 
 /// Records the final state, then publishes the final event, then marks it reported.

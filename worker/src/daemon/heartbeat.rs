@@ -23,7 +23,7 @@ use std::time::Duration;
 
 /// Runs the keeper until the task is aborted.
 pub async fn keep(shared: Arc<Shared>) {
-    let every = Duration::from_millis(shared.daemon.heartbeat_interval_ms.max(100));
+    let every = Duration::from_millis(shared.daemon.heartbeat_interval_ms);
     loop {
         renew_leases(&shared).await;
         if let Err(e) = heartbeat(&shared).await {
@@ -66,7 +66,7 @@ async fn heartbeat(shared: &Shared) -> redis::RedisResult<()> {
         "running": running,
         "at_ms": now_ms(),
     });
-    let ttl_ms = d.heartbeat_interval_ms.max(100) * 3;
+    let ttl_ms = d.heartbeat_interval_ms * 3;
     let mut conn = shared.store.conn();
     let keys = shared.store.keys();
     let workers = keys.workers();

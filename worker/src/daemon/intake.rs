@@ -38,7 +38,7 @@ pub async fn consume(
 ) -> Result<(), String> {
     let stop = &shared.stopping;
     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-    let capacity = shared.daemon.concurrency.max(1);
+    let capacity = shared.daemon.concurrency;
     let mut round = 0u64;
     loop {
         // Wait for a free slot.

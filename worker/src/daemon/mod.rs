@@ -72,7 +72,7 @@ pub mod unwind;
 
 use crate::config::{DaemonSection, WorkerConfig};
 use crate::error::{Error, Result};
-use freezer_contracts::{check_ident, node_queue, pool_queue};
+use freezer_contracts::{node_queue, pool_queue};
 use freezer_fleet::amqp;
 use lapin::Connection;
 use std::collections::HashMap;
@@ -156,14 +156,6 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         Error::usage("freezer-worker run needs a [daemon] section (node, pools, amqp_url, ...) in the configuration")
     })?;
     daemon.check().map_err(Error::usage)?;
-    check_ident("daemon.node", &daemon.node).map_err(|e| Error::usage(e.to_string()))?;
-    for p in &daemon.pools {
-        check_ident("daemon.pools", p).map_err(|e| Error::usage(e.to_string()))?;
-    }
-    if let Some(h) = &daemon.hostname {
-        freezer_contracts::check_storage_key_part("daemon.hostname", h)
-            .map_err(|e| Error::usage(e.to_string()))?;
-    }
     let mut queues = vec![node_queue(&daemon.node)];
     queues.extend(daemon.pools.iter().map(|p| pool_queue(p)));
 
