@@ -153,12 +153,12 @@ pub fn check_container(
         let Some(entry) = config.storages.get(name) else {
             return Err(refuse(format!("storage {name:?} is not configured")));
         };
-        let (own, inside) = match entry {
-            StorageEntry::Local(e) => (e.container.as_deref(), local_inside as Inside),
-            StorageEntry::S3(e) => (e.container.as_deref(), s3_inside as Inside),
-            StorageEntry::Ssh(e) => (e.container.as_deref(), ssh_inside as Inside),
+        let inside: Inside = match entry {
+            StorageEntry::Local(_) => local_inside,
+            StorageEntry::S3(_) => s3_inside,
+            StorageEntry::Ssh(_) => ssh_inside,
         };
-        let Some(own) = own.filter(|c| !c.trim().is_empty()) else {
+        let Some(own) = entry.container().filter(|c| !c.trim().is_empty()) else {
             return Err(refuse(format!(
                 "container {given:?}: storage {name:?} has no configured container, so a task \
                  may not choose one"
